@@ -1,0 +1,190 @@
+package apifake
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	"github.com/libdns/libdns"
+)
+
+// Backend is where a fake keeps its zones and records: any libdns provider
+// that can list zones and get, append and delete records. A backend that also
+// implements libdns.RecordSetter is used for atomic record set replacement.
+type Backend interface {
+	libdns.RecordGetter
+	libdns.RecordAppender
+	libdns.RecordDeleter
+	libdns.ZoneLister
+}
+
+// Faults makes a fake answer some requests with errors.
+type Faults struct {
+	// Rate is the fraction (0 to 1) of requests answered with an injected
+	// transient error (throttling, server error, or a connection closed
+	// without an answer) instead of being processed.
+	Rate float64
+
+	// LostRate is the fraction (0 to 1) of the remaining write requests
+	// that are applied but answered with a server error, as when a response
+	// is lost: a client that retries must not apply the write twice.
+	LostRate float64
+
+	// Seed seeds the random choices, so that a run can be reproduced.
+	Seed uint64
+
+	// RetryAfter is sent in the Retry-After header of injected 429 answers
+	// (Cloudflare), in whole seconds rounded up; zero sends "0".
+	RetryAfter time.Duration
+}
+
+// Stats counts what a fake received.
+type Stats struct {
+	Requests int            // every request received
+	Faults   int            // answered with an injected fault (lost writes included)
+	Rejected int            // refused for missing or bad credentials
+	Ops      map[string]int // requests processed, by API operation (e.g. "CreateRecord", "ChangeResourceRecordSets")
+}
+
+// server is the part common to the fakes: the HTTP server, the counters
+// and the fault injection.
+type server struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	faults Faults
+	rng    *rand.Rand
+	forced []forcedFault
+	stats  Stats
+
+	write sync.Mutex // serializes writes to the backend
+}
+
+type forcedFault struct {
+	status int
+	code   string
+}
+
+func (s *server) start(h http.Handler) {
+	s.rng = rand.New(rand.NewPCG(0, 0))
+	s.stats.Ops = make(map[string]int)
+	s.srv = httptest.NewServer(h)
+}
+
+// URL returns the fake's base URL (http://127.0.0.1:port).
+func (s *server) URL() string { return s.srv.URL }
+
+// Close shuts the fake down, waiting for requests in flight.
+func (s *server) Close() { s.srv.Close() }
+
+// SetFaults sets the fault injection; the zero Faults turns it off.
+func (s *server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.Rate = min(max(f.Rate, 0), 1)
+	f.LostRate = min(max(f.LostRate, 0), 1)
+	s.faults = f
+	s.rng = rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+}
+
+// Stats returns a copy of the counters.
+func (s *server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Ops = make(map[string]int, len(s.stats.Ops))
+	for k, v := range s.stats.Ops {
+		st.Ops[k] = v
+	}
+	return st
+}
+
+// ResetStats zeroes the counters.
+func (s *server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = Stats{Ops: make(map[string]int)}
+}
+
+func (s *server) countRequest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Requests++
+}
+
+func (s *server) countRejected() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Rejected++
+}
+
+func (s *server) countOp(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Ops[op]++
+}
+
+// fault kinds, chosen at random among those a fake offers.
+const (
+	faultThrottle = iota
+	faultServerError
+	faultBadGateway
+	faultUnavailable
+	faultHangUp
+	numFaults
+)
+
+// pickFault decides whether to inject a fault into this request: a forced
+// fault first, then one at random with probability Rate. ok is false for no
+// fault.
+func (s *server) pickFault() (kind int, forced forcedFault, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.forced) > 0 {
+		forced = s.forced[0]
+		s.forced = s.forced[1:]
+		s.stats.Faults++
+		return -1, forced, true
+	}
+	if s.faults.Rate > 0 && s.rng.Float64() < s.faults.Rate {
+		s.stats.Faults++
+		return s.rng.IntN(numFaults), forcedFault{}, true
+	}
+	return 0, forcedFault{}, false
+}
+
+// loseWrite decides whether to answer an applied write with an error.
+func (s *server) loseWrite() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.LostRate > 0 && s.rng.Float64() < s.faults.LostRate {
+		s.stats.Faults++
+		return true
+	}
+	return false
+}
+
+func (s *server) retryAfterSeconds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int((s.faults.RetryAfter + time.Second - 1) / time.Second)
+}
+
+// hangUp closes the connection without an answer.
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	http.Error(w, "connection closed", http.StatusBadGateway)
+}
+
+// backendCtx bounds backend calls made on behalf of a request.
+func backendCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 30*time.Second)
+}
