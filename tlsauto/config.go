@@ -1,0 +1,312 @@
+package tlsauto
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/certfleet/certfleet/dnsprovider"
+)
+
+// ACME directory URLs of well-known certificate authorities.
+const (
+	// LetsEncrypt is Let's Encrypt's production directory, the default CA.
+	LetsEncrypt = certmagic.LetsEncryptProductionCA
+	// LetsEncryptStaging is Let's Encrypt's staging directory: untrusted
+	// certificates, generous rate limits; use it while setting up.
+	LetsEncryptStaging = certmagic.LetsEncryptStagingCA
+)
+
+// Config is the whole configuration of a Manager. Domains and DNS are
+// required; every other field has a working zero value, given in its comment.
+type Config struct {
+	// Domains are the names to obtain and serve certificates for, one
+	// certificate per name. A wildcard ("*.example.com") covers one label.
+	// Internationalized names are converted to punycode.
+	Domains []string
+
+	// Email is the contact address of the ACME account. Required: without
+	// it certmagic would prompt on standard input or borrow the address of
+	// another Manager in the same process.
+	Email string
+
+	// CA is the ACME directory URL. Default: LetsEncrypt.
+	CA string
+
+	// CARoots are the roots trusted for the ACME server's own HTTPS
+	// connection. Default: the system roots.
+	CARoots *x509.CertPool
+
+	// DNS writes the _acme-challenge TXT records: any libdns provider that
+	// can append and delete records. Required.
+	DNS dnsprovider.Provider
+
+	// Storage holds certificates, keys, ACME accounts and locks; members of
+	// a fleet share it. Default: a directory named certfleet in the user's
+	// data directory ($XDG_DATA_HOME or ~/.local/share).
+	Storage certmagic.Storage
+
+	// Resolvers are DNS servers ("host" or "host:port") used to find zones
+	// and check that challenge records have propagated. Default: the
+	// system's resolvers.
+	Resolvers []string
+
+	// PropagationTimeout bounds the wait for challenge records to appear on
+	// the zone's nameservers before the CA is asked to validate them.
+	// Default: 2 minutes; negative: do not check.
+	PropagationTimeout time.Duration
+
+	// Logger receives the Manager's logs, certmagic's included. Default:
+	// slog.Default().
+	Logger *slog.Logger
+
+	// KeyType is the type of certificate keys. Default: KeyP256.
+	KeyType KeyType
+
+	// Profile is the ACME certificate profile to request (a CA-defined name
+	// such as "shortlived"). Default: the CA's default profile.
+	Profile string
+
+	// EAB is the External Account Binding some CAs require. Default: none.
+	EAB *EAB
+
+	// OnEvent, if set, is called for each certificate obtained, renewed or
+	// failed. It is called synchronously from the goroutine that did the
+	// work and must not block.
+	OnEvent func(Event)
+
+	// RenewalCheckInterval is how often certificates are checked for
+	// renewal. Default: 10 minutes.
+	RenewalCheckInterval time.Duration
+
+	// RenewalWindowRatio is the fraction of a certificate's lifetime left
+	// when it is renewed, unless the CA suggests a time (ACME ARI).
+	// Default: 1/3.
+	RenewalWindowRatio float64
+
+	// StagingRetries makes retries after a failed attempt against
+	// LetsEncrypt go to LetsEncryptStaging first (certmagic's TestCA), to
+	// spare production rate limits. Default: off; every attempt goes to CA.
+	StagingRetries bool
+}
+
+// KeyType is the type of key a certificate is issued for.
+type KeyType string
+
+// Key types.
+const (
+	KeyP256    KeyType = "p256"    // ECDSA P-256 (default)
+	KeyP384    KeyType = "p384"    // ECDSA P-384
+	KeyRSA2048 KeyType = "rsa2048" // RSA 2048 bits
+	KeyRSA4096 KeyType = "rsa4096" // RSA 4096 bits
+)
+
+// ParseKeyType reads a key type name, ignoring case, hyphens and
+// underscores ("P-256", "rsa_4096").
+func ParseKeyType(s string) (KeyType, error) {
+	k := KeyType(strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(s))))
+	switch k {
+	case KeyP256, KeyP384, KeyRSA2048, KeyRSA4096:
+		return k, nil
+	}
+	return "", fmt.Errorf("unknown key type %q: use p256, p384, rsa2048 or rsa4096", s)
+}
+
+// EAB is an ACME External Account Binding: the key identifier and MAC key a
+// CA gives out of band. Its String method never shows the MAC key.
+type EAB struct {
+	KeyID  string
+	MACKey string // base64url, as CAs hand it out
+}
+
+// String describes b without its MAC key.
+func (b EAB) String() string { return fmt.Sprintf("EAB{KeyID: %q, MACKey: <redacted>}", b.KeyID) }
+
+// GoString is String, so that %#v does not show the MAC key either.
+func (b EAB) GoString() string { return b.String() }
+
+// settings is a validated Config with defaults applied.
+type settings struct {
+	domains        []string
+	email          string
+	ca             string
+	resolvers      []string
+	keyType        certmagic.KeyType
+	checkInterval  time.Duration
+	renewalRatio   float64
+	propagationTTL time.Duration
+	logger         *slog.Logger
+}
+
+// validate checks c and fills in defaults. Every error names the field.
+func (c *Config) validate() (settings, error) {
+	var s settings
+	var err error
+	if s.domains, err = normalizeDomains(c.Domains); err != nil {
+		return s, err
+	}
+	if s.email, err = checkEmail(c.Email); err != nil {
+		return s, err
+	}
+	if s.ca, err = checkCA(c.CA); err != nil {
+		return s, err
+	}
+	if c.DNS == nil {
+		return s, invalid("DNS", "a DNS provider is required (for example dnsprovider.FromEnv(\"cloudflare\"))")
+	}
+	if s.resolvers, err = checkResolvers(c.Resolvers); err != nil {
+		return s, err
+	}
+	kt := c.KeyType
+	if kt == "" {
+		kt = KeyP256
+	}
+	if kt, err = ParseKeyType(string(kt)); err != nil {
+		return s, invalid("KeyType", "%w", err)
+	}
+	s.keyType = certmagic.KeyType(kt)
+	if err := checkProfile(c.Profile); err != nil {
+		return s, err
+	}
+	if err := checkEAB(c.EAB); err != nil {
+		return s, err
+	}
+	switch {
+	case c.RenewalCheckInterval < 0:
+		return s, invalid("RenewalCheckInterval", "%v is negative: use 0 for the default (10m)", c.RenewalCheckInterval)
+	case c.RenewalCheckInterval == 0:
+		s.checkInterval = certmagic.DefaultRenewCheckInterval
+	default:
+		s.checkInterval = c.RenewalCheckInterval
+	}
+	switch r := c.RenewalWindowRatio; {
+	case r == 0:
+		s.renewalRatio = certmagic.DefaultRenewalWindowRatio
+	case r < 0 || r >= 1:
+		return s, invalid("RenewalWindowRatio", "%v is outside (0, 1): use 0 for the default (1/3)", r)
+	default:
+		s.renewalRatio = r
+	}
+	switch {
+	case c.PropagationTimeout == 0:
+		s.propagationTTL = 2 * time.Minute
+	case c.PropagationTimeout < 0:
+		s.propagationTTL = -1
+	default:
+		s.propagationTTL = c.PropagationTimeout
+	}
+	s.logger = c.Logger
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	return s, nil
+}
+
+// ConfigError reports an invalid Config field; New returns it wrapped.
+type ConfigError struct {
+	Field string // the field, such as "Email" or "Domains[2]"
+	Err   error  // what is wrong and how to fix it
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns e.Err.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+func checkEmail(email string) (string, error) {
+	if email == "" {
+		return "", invalid("Email", "required: the CA's contact for this account, such as ops@example.com")
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Name != "" || a.Address != email || !strings.Contains(email[strings.LastIndexByte(email, '@')+1:], ".") {
+		return "", invalid("Email", "%q is not a plain e-mail address such as ops@example.com", email)
+	}
+	return strings.ToLower(email), nil
+}
+
+func checkCA(ca string) (string, error) {
+	if ca == "" {
+		return LetsEncrypt, nil
+	}
+	u, err := url.Parse(ca)
+	switch {
+	case err != nil:
+		return "", invalid("CA", "%q is not a URL: %w", ca, err)
+	case u.Scheme != "https":
+		return "", invalid("CA", "%q must be an https:// ACME directory URL (ACME requires HTTPS)", ca)
+	case u.Host == "" || u.Hostname() == "":
+		return "", invalid("CA", "%q has no host", ca)
+	case u.User != nil:
+		return "", invalid("CA", "the URL must not carry credentials; use EAB for account binding")
+	case u.Fragment != "":
+		return "", invalid("CA", "%q has a #fragment; give the directory URL", ca)
+	}
+	return u.String(), nil
+}
+
+func checkResolvers(rs []string) ([]string, error) {
+	out := make([]string, 0, len(rs))
+	for i, r := range rs {
+		host, port := r, "53"
+		if h, p, err := net.SplitHostPort(r); err == nil {
+			host, port = h, p
+		}
+		if _, err := netip.ParseAddr(host); err != nil && !isHostname(host) {
+			return nil, invalid(fmt.Sprintf("Resolvers[%d]", i), "%q is not an IP address or host name (with an optional :port)", r)
+		}
+		if n, err := netip.ParseAddrPort("0.0.0.0:" + port); err != nil || n.Port() == 0 {
+			return nil, invalid(fmt.Sprintf("Resolvers[%d]", i), "%q has an invalid port", r)
+		}
+		out = append(out, net.JoinHostPort(host, port))
+	}
+	return out, nil
+}
+
+func isHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if checkLabel(strings.ToLower(l)) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func checkProfile(p string) error {
+	for _, c := range p {
+		if c <= ' ' || c > '~' {
+			return invalid("Profile", "%q is not a profile name (printable ASCII without spaces)", p)
+		}
+	}
+	return nil
+}
+
+func checkEAB(b *EAB) error {
+	if b == nil {
+		return nil
+	}
+	if b.KeyID == "" || b.MACKey == "" {
+		return invalid("EAB", "both KeyID and MACKey are required")
+	}
+	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b.MACKey, "="))
+	if err != nil || len(key) == 0 {
+		// Never echo the key itself.
+		return invalid("EAB", "MACKey is not base64url-encoded; paste it exactly as the CA gave it")
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package tlsauto
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/internal/secretenv"
+	"github.com/certfleet/certfleet/storage"
+)
+
+// Environment variables read by NewFromEnv and Listen. Any of them may be
+// given as a file path in NAME_FILE instead (container secrets).
+const (
+	EnvDomains            = "CERTFLEET_DOMAINS"             // names, comma-separated, when none are passed
+	EnvEmail              = "CERTFLEET_EMAIL"               // Config.Email
+	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"
+	EnvCARoots            = "CERTFLEET_CA_ROOTS"            // path of a PEM file: Config.CARoots
+	EnvDNSProvider        = "CERTFLEET_DNS_PROVIDER"        // provider name, such as cloudflare or route53
+	EnvStorage            = "CERTFLEET_STORAGE"             // a directory or a storage URL (storage.Open)
+	EnvResolvers          = "CERTFLEET_RESOLVERS"           // Config.Resolvers, comma-separated
+	EnvPropagationTimeout = "CERTFLEET_PROPAGATION_TIMEOUT" // Config.PropagationTimeout, such as 2m
+	EnvKeyType            = "CERTFLEET_KEY_TYPE"            // Config.KeyType
+	EnvProfile            = "CERTFLEET_PROFILE"             // Config.Profile
+	EnvEABKeyID           = "CERTFLEET_EAB_KEY_ID"          // Config.EAB.KeyID
+	EnvEABMACKey          = "CERTFLEET_EAB_MAC_KEY"         // Config.EAB.MACKey
+	EnvRenewalCheck       = "CERTFLEET_RENEWAL_CHECK_INTERVAL"
+	EnvStartTimeout       = "CERTFLEET_START_TIMEOUT" // Listen: how long to wait for certificates (default 5m)
+)
+
+// NewFromEnv returns a Manager for domains (or, when none are given, the
+// names in CERTFLEET_DOMAINS) with every other setting read from CERTFLEET_*
+// variables and the DNS provider's own variables. The README lists them all.
+// Storage it opens is closed by the Manager's Close.
+func NewFromEnv(domains ...string) (*Manager, error) {
+	return newFromEnv(secretenv.OS, domains)
+}
+
+func newFromEnv(env secretenv.Getenv, domains []string) (*Manager, error) {
+	cfg, closer, err := configFromEnv(env, domains)
+	if err != nil {
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		if closer != nil {
+			closer.Close()
+		}
+		return nil, err
+	}
+	m.closer = closer
+	return m, nil
+}
+
+// configFromEnv reads a Config from env. The returned closer, if not nil,
+// releases the storage it opened.
+func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, error) {
+	var cfg Config
+	var errs []error
+	get := func(name string) string {
+		v, err := env.Lookup(name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	cfg.Domains = domains
+	if len(domains) == 0 {
+		cfg.Domains = splitList(get(EnvDomains))
+	}
+	cfg.Email = get(EnvEmail)
+	switch ca := get(EnvCA); strings.ToLower(ca) {
+	case "letsencrypt":
+		cfg.CA = LetsEncrypt
+	case "letsencrypt-staging":
+		cfg.CA = LetsEncryptStaging
+	default:
+		cfg.CA = ca
+	}
+	if path := get(EnvCARoots); path != "" {
+		pool, err := loadRoots(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvCARoots, err))
+		}
+		cfg.CARoots = pool
+	}
+	cfg.Resolvers = splitList(get(EnvResolvers))
+	cfg.PropagationTimeout = getDuration(get, EnvPropagationTimeout, &errs)
+	cfg.RenewalCheckInterval = getDuration(get, EnvRenewalCheck, &errs)
+	if kt := get(EnvKeyType); kt != "" {
+		k, err := ParseKeyType(kt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvKeyType, err))
+		}
+		cfg.KeyType = k
+	}
+	cfg.Profile = get(EnvProfile)
+	if kid, mac := get(EnvEABKeyID), get(EnvEABMACKey); kid != "" || mac != "" {
+		cfg.EAB = &EAB{KeyID: kid, MACKey: mac}
+	}
+	switch name := get(EnvDNSProvider); name {
+	case "":
+		errs = append(errs, fmt.Errorf("%s: not set: name the DNS provider that hosts your zones (cloudflare, route53)", EnvDNSProvider))
+	default:
+		p, err := dnsprovider.FromGetenv(name, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%s: %w", EnvDNSProvider, name, err))
+		}
+		cfg.DNS = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, nil, err
+	}
+	var closer io.Closer
+	if u := get(EnvStorage); u != "" {
+		s, err := storage.Open(context.Background(), u)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("%s: %w", EnvStorage, err)
+		}
+		cfg.Storage = s
+		closer, _ = s.(io.Closer)
+	}
+	return cfg, closer, nil
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+func getDuration(get func(string) string, name string, errs *[]error) time.Duration {
+	v := get(name)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a duration such as 90s or 2m", name, v))
+	}
+	return d
+}
+
+func loadRoots(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// Listen is the one-liner: it listens on addr (":443") and returns a TLS
+// listener serving certificates for domains, obtained and renewed over
+// DNS-01 with settings from the environment (see NewFromEnv). It returns
+// once every domain has a certificate, or fails after CERTFLEET_START_TIMEOUT
+// (default 5 minutes). Closing the listener stops the Manager behind it.
+func Listen(addr string, domains ...string) (net.Listener, error) {
+	return listen(secretenv.OS, addr, domains)
+}
+
+func listen(env secretenv.Getenv, addr string, domains []string) (net.Listener, error) {
+	timeout := 5 * time.Minute
+	if v, err := env.Lookup(EnvStartTimeout); err != nil {
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	} else if v != "" {
+		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
+			return nil, fmt.Errorf("tlsauto: %s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
+		}
+	}
+	m, err := newFromEnv(env, domains)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		ln.Close()
+		m.Close()
+		return nil, err
+	}
+	return &listener{Listener: tls.NewListener(ln, m.TLSConfig()), m: m}, nil
+}
+
+// listener is a TLS listener that owns its Manager.
+type listener struct {
+	net.Listener
+	m *Manager
+}
+
+func (l *listener) Close() error {
+	return errors.Join(l.Listener.Close(), l.m.Close())
+}

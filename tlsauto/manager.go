@@ -1,0 +1,156 @@
+package tlsauto
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Manager obtains, renews and serves the certificates of one Config. Create
+// it with New, call Start, serve with TLSConfig, and Close it when done.
+type Manager struct {
+	s     settings
+	magic *certmagic.Config
+	cache *certmagic.Cache
+	log   *slog.Logger
+
+	// closer releases storage the Manager opened itself (the default).
+	closer io.Closer
+
+	// ctx ends when Close is called; every background activity ends with it.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and returns a Manager for it. It does no network I/O;
+// certificates are loaded or obtained by Start.
+func New(cfg Config) (*Manager, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
+	m := &Manager{s: s, log: s.logger.With("component", "certfleet")}
+	store := cfg.Storage
+	if store == nil {
+		st, closer, err := defaultStorage()
+		if err != nil {
+			return nil, fmt.Errorf("tlsauto: Storage: %w", err)
+		}
+		store, m.closer = st, closer
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.cache, m.magic = newCertmagic(cfg, s, store, m.emit(cfg.OnEvent))
+	return m, nil
+}
+
+// Start loads the certificates of every domain from storage, or obtains
+// them, and returns once each domain has a valid certificate. Failed
+// attempts are retried with backoff until ctx ends, except when the CA
+// rejects the request for good (a rejected identifier, say). Renewal goes on
+// in the background after Start returns, until Close.
+func (m *Manager) Start(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	unwatch := context.AfterFunc(m.ctx, stop) // Close interrupts Start
+	defer unwatch()
+
+	errs := make([]error, len(m.s.domains))
+	var wg sync.WaitGroup
+	for i, name := range m.s.domains {
+		wg.Go(func() { errs[i] = m.manageOne(ctx, name) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tlsauto: %w", err)
+	}
+	return nil
+}
+
+// manageOne brings one name under management, retrying until ctx ends.
+func (m *Manager) manageOne(ctx context.Context, name string) error {
+	backoff := time.Second
+	for {
+		err := m.magic.ManageSync(ctx, []string{name})
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
+		}
+		if permanent(err) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		m.log.Warn("could not get certificate; will retry", "name", name, "retry_in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Minute)
+	}
+}
+
+// permanent reports whether an error is the CA's final word on a request,
+// which retrying cannot change.
+func permanent(err error) bool {
+	var p acme.Problem
+	if !errors.As(err, &p) {
+		return false
+	}
+	switch p.Type {
+	case acme.ProblemTypeRejectedIdentifier, acme.ProblemTypeUnsupportedIdentifier,
+		acme.ProblemTypeMalformed, acme.ProblemTypeExternalAccountRequired,
+		acme.ProblemTypeInvalidContact, acme.ProblemTypeUnsupportedContact,
+		acme.ProblemTypeBadPublicKey, acme.ProblemTypeBadSignatureAlgorithm,
+		acme.ProblemTypeUserActionRequired:
+		return true
+	}
+	return false
+}
+
+// TLSConfig returns a TLS configuration that serves the Manager's
+// certificates, for http.Server.TLSConfig or tls.NewListener. It offers
+// HTTP/2 and HTTP/1.1 and requires TLS 1.2 or later; callers may change it.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: m.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+// GetCertificate returns the certificate for the server name of a TLS
+// handshake, for use as tls.Config.GetCertificate. It never obtains a
+// certificate: names outside Domains get an error.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.magic.GetCertificate(hello)
+}
+
+// Domains returns the managed names in normalized form.
+func (m *Manager) Domains() []string { return append([]string(nil), m.s.domains...) }
+
+// Close stops renewals and all background work of the Manager and releases
+// the storage it opened itself. Storage given in Config is left open. Close
+// is safe to call more than once.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		m.cache.Stop()
+		if m.closer != nil {
+			m.closeErr = m.closer.Close()
+		}
+	})
+	return m.closeErr
+}

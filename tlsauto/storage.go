@@ -1,0 +1,31 @@
+package tlsauto
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// defaultStorage opens the file storage used when Config.Storage is nil.
+func defaultStorage() (certmagic.Storage, io.Closer, error) {
+	dir, err := dataDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &certmagic.FileStorage{Path: dir}, nil, nil
+}
+
+// dataDir is $XDG_DATA_HOME/certfleet, or ~/.local/share/certfleet.
+func dataDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "certfleet"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no home directory for the default storage (%v): set Storage or CERTFLEET_STORAGE", err)
+	}
+	return filepath.Join(home, ".local", "share", "certfleet"), nil
+}

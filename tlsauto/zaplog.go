@@ -1,0 +1,80 @@
+package tlsauto
+
+import (
+	"context"
+	"log/slog"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// newZapLogger returns a zap logger (certmagic's logging API) that writes
+// every entry to the slog logger, so a Manager has exactly one log sink: the
+// one its user gave.
+func newZapLogger(l *slog.Logger) *zap.Logger {
+	return zap.New(&slogCore{h: l.Handler()})
+}
+
+// slogCore is a zapcore.Core writing to a slog.Handler.
+type slogCore struct {
+	h     slog.Handler
+	attrs []slog.Attr
+}
+
+func (c *slogCore) Enabled(l zapcore.Level) bool {
+	return c.h.Enabled(context.Background(), slogLevel(l))
+}
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	cc := *c
+	cc.attrs = append(append([]slog.Attr(nil), c.attrs...), fieldAttrs(fields)...)
+	return &cc
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
+	if e.LoggerName != "" {
+		r.AddAttrs(slog.String("logger", e.LoggerName))
+	}
+	r.AddAttrs(c.attrs...)
+	r.AddAttrs(fieldAttrs(fields)...)
+	return c.h.Handle(context.Background(), r)
+}
+
+func (c *slogCore) Sync() error { return nil }
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l <= zapcore.DebugLevel:
+		return slog.LevelDebug
+	case l == zapcore.InfoLevel:
+		return slog.LevelInfo
+	case l == zapcore.WarnLevel:
+		return slog.LevelWarn
+	default:
+		return slog.LevelError
+	}
+}
+
+func fieldAttrs(fields []zapcore.Field) []slog.Attr {
+	if len(fields) == 0 {
+		return nil
+	}
+	attrs := make([]slog.Attr, 0, len(fields))
+	for _, f := range fields {
+		// One encoder per field keeps the fields in the order they were given.
+		enc := zapcore.NewMapObjectEncoder()
+		f.AddTo(enc)
+		for k, v := range enc.Fields {
+			attrs = append(attrs, slog.Any(k, v))
+		}
+	}
+	return attrs
+}
