@@ -1,0 +1,63 @@
+package file_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/certfleet/certfleet/storage/file"
+	"github.com/certfleet/certfleet/storage/storagetest"
+)
+
+const testTTL = 2 * time.Second
+
+// newTestStorage opens the file storage of a storagetest namespace.
+func newTestStorage(t testing.TB, namespace string) certmagic.Storage {
+	t.Helper()
+	s, err := file.New(file.Config{
+		Dir:          storagetest.SharedDir(t, namespace),
+		LockTTL:      testTTL,
+		PollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// outageStorage opens the storage through a symbolic link that cut turns
+// into a loop: every file system call then fails with ELOOP, the closest a
+// local directory comes to an unreachable server.
+func outageStorage(t testing.TB, namespace string) (certmagic.Storage, func(), func()) {
+	t.Helper()
+	real := storagetest.SharedDir(t, namespace)
+	link := filepath.Join(t.TempDir(), "link")
+	point := func(target string) {
+		tmp := link + ".tmp"
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	point(real)
+	s, err := file.New(file.Config{Dir: link, LockTTL: testTTL, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, func() { point(link) }, func() { point(real) }
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, storagetest.Backend{New: newTestStorage, Outage: outageStorage, LockTTL: testTTL})
+}

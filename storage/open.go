@@ -1,0 +1,148 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// OpenFunc opens a backend from a URL whose scheme it was registered for.
+type OpenFunc func(ctx context.Context, u *url.URL) (Storage, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]OpenFunc{}
+)
+
+// builtin maps the schemes of certfleet's own backends to the package that
+// registers them, so that Open can say which import is missing.
+var builtin = map[string]string{
+	"file":       "github.com/certfleet/certfleet/storage/file",
+	"postgres":   "github.com/certfleet/certfleet/storage/postgres",
+	"postgresql": "github.com/certfleet/certfleet/storage/postgres",
+	"redis":      "github.com/certfleet/certfleet/storage/redis",
+	"rediss":     "github.com/certfleet/certfleet/storage/redis",
+}
+
+// ErrUnknownScheme is returned (wrapped) by Open for a URL whose scheme no
+// linked-in backend registered.
+var ErrUnknownScheme = errors.New("unknown storage URL scheme")
+
+// Register makes a backend available to Open under scheme (lower case, like
+// "postgres"). Backend packages call it from an init function. Registering
+// a scheme twice replaces the earlier function; registering an empty scheme
+// or a nil function does nothing.
+func Register(scheme string, open OpenFunc) {
+	scheme = strings.ToLower(scheme)
+	if scheme == "" || open == nil {
+		return
+	}
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[scheme] = open
+}
+
+// Schemes returns the registered schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	s := make([]string, 0, len(registry))
+	for k := range registry {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// Open opens the storage that rawURL names, as CERTFLEET_STORAGE gives it:
+// a scheme registered by a linked-in backend ("postgres://…", "redis://…",
+// "file:///var/lib/certfleet"), or a plain file system path, which means the
+// file backend. Errors never include the URL's password.
+func Open(ctx context.Context, rawURL string) (Storage, error) {
+	if strings.TrimSpace(rawURL) == "" {
+		return nil, errors.New("storage URL is empty: set it to a directory path or a URL such as postgres://host/db")
+	}
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	registryMu.RLock()
+	open := registry[u.Scheme]
+	registryMu.RUnlock()
+	if open == nil {
+		if pkg, ok := builtin[u.Scheme]; ok {
+			return nil, fmt.Errorf("storage URL %s: %w %q: the backend is not linked into this program: add import _ %q (or import _ \"github.com/certfleet/certfleet/storage/all\")",
+				u.Redacted(), ErrUnknownScheme, u.Scheme, pkg)
+		}
+		return nil, fmt.Errorf("storage URL %s: %w %q: registered schemes are %s", u.Redacted(), ErrUnknownScheme, u.Scheme, strings.Join(Schemes(), ", "))
+	}
+	s, err := open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("opening storage %s: %w", u.Redacted(), err)
+	}
+	return s, nil
+}
+
+// parseURL parses rawURL, reading a plain path (absolute, relative, or a
+// Windows drive path) as a file:// URL. Parse errors are rebuilt so that
+// they never echo the input, which may hold a password.
+func parseURL(rawURL string) (*url.URL, error) {
+	if isPlainPath(rawURL) {
+		abs, err := filepath.Abs(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("storage path %q: %w", rawURL, err)
+		}
+		return &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}, nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("storage URL is not a valid URL (%v): check its syntax; percent-encode special characters in the user name and password", redactErr(err))
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	return u, nil
+}
+
+// isPlainPath reports whether s is a file system path rather than a URL.
+// Without "://", only "scheme:…" with a known scheme counts as a URL, so that
+// a path may contain colons.
+func isPlainPath(s string) bool {
+	if strings.Contains(s, "://") {
+		return false
+	}
+	scheme, _, ok := strings.Cut(s, ":")
+	if !ok || len(scheme) < 2 || filepath.VolumeName(s) != "" || strings.ContainsAny(scheme, "/\\") {
+		return true
+	}
+	scheme = strings.ToLower(scheme)
+	registryMu.RLock()
+	_, registered := registry[scheme]
+	registryMu.RUnlock()
+	_, known := builtin[scheme]
+	return !registered && !known
+}
+
+// redactErr returns the message of a url.Parse error with the parts it
+// quotes from the input removed: they may lie inside a password.
+func redactErr(err error) string {
+	msg := err.Error()
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			return msg
+		}
+		j := strings.IndexByte(msg[i+1:], '"')
+		if j < 0 {
+			return msg[:i] + "…"
+		}
+		msg = msg[:i] + "…" + msg[i+1+j+1:]
+	}
+}

@@ -1,0 +1,300 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/certfleet/certfleet/storage"
+)
+
+// Storage is a certmagic.Storage kept in Redis, safe for concurrent use by
+// many goroutines and processes. Make one with New and Close it when done.
+type Storage struct {
+	client  *goredis.Client
+	p       string // Prefix, which every Redis key starts with, followed by ':'
+	addr    string
+	lockTTL time.Duration
+	timeout time.Duration
+	log     *slog.Logger
+
+	// ctx ends at Close; it owns keepalives, the subscription and stray releases.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	locks  map[string]*heldLock
+	watch  *hub
+
+	watchMu sync.Mutex // serializes starting the subscription
+}
+
+// Interfaces Storage implements.
+var (
+	_ certmagic.Storage          = (*Storage)(nil)
+	_ certmagic.TryLocker        = (*Storage)(nil)
+	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
+	_ storage.Fencer             = (*Storage)(nil)
+	_ storage.Watcher            = (*Storage)(nil)
+)
+
+// New connects to the Redis server cfg names, checks that it answers (within
+// ctx), and returns a Storage that owns its client.
+func New(ctx context.Context, cfg Config) (*Storage, error) {
+	set, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	client := goredis.NewClient(&goredis.Options{
+		Addr:      set.addr,
+		Username:  set.username,
+		Password:  set.password,
+		DB:        set.db,
+		TLSConfig: set.tls,
+		// Retries happen in retry, which knows which operations may repeat.
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		DialTimeout:           set.timeout,
+		ReadTimeout:           set.timeout,
+		WriteTimeout:          set.timeout,
+		ContextTimeoutEnabled: true,
+		ClientName:            "certfleet",
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	})
+	err = retry(ctx, func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis: connecting to %s: %w", set.addr, err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	return &Storage{
+		client:  client,
+		p:       set.prefix,
+		addr:    set.addr,
+		lockTTL: set.lockTTL,
+		timeout: set.timeout,
+		log:     set.logger.With("storage", "redis", "prefix", set.prefix),
+		ctx:     sctx,
+		cancel:  cancel,
+		locks:   make(map[string]*heldLock),
+	}, nil
+}
+
+// String describes s (server and prefix) without credentials.
+func (s *Storage) String() string {
+	return fmt.Sprintf("redis storage %s prefix %q", s.addr, s.p)
+}
+
+// Close stops lock keepalives and the change subscription, closes the
+// channels returned by Watch and closes the Redis client. Locks still held
+// are not released: they expire after LockTTL. Close is idempotent.
+func (s *Storage) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	h := s.watch
+	s.mu.Unlock()
+
+	s.cancel()
+	if h != nil {
+		h.close()
+	}
+	s.wg.Wait()
+	return s.client.Close()
+}
+
+// cleanKey normalizes a key by trimming slashes; root reports whether
+// nothing is left. Keys with an empty component are rejected.
+func cleanKey(key string) (k string, root bool, err error) {
+	k = strings.Trim(key, "/")
+	if strings.Contains(k, "//") {
+		return "", false, fmt.Errorf("redis: key %q has an empty path component: remove the doubled '/'", key)
+	}
+	return k, k == "", nil
+}
+
+// fileKey is cleanKey for keys that must name a value.
+func fileKey(key string) (string, error) {
+	k, root, err := cleanKey(key)
+	if err == nil && root {
+		err = fmt.Errorf("redis: key %q is empty: name a value such as \"certificates/example.com.crt\"", key)
+	}
+	return k, err
+}
+
+func (s *Storage) valueKey(key string) string { return s.p + ":v:" + key }
+func (s *Storage) dirKey(dir string) string   { return s.p + ":d:" + dir }
+func (s *Storage) channel() string            { return s.p + ":changes" }
+
+// notExist wraps fs.ErrNotExist for key. Only a redis.Nil reply leads here:
+// connection failures never look like a missing key.
+func notExist(op, key string) error {
+	return fmt.Errorf("redis: %s %q: %w", op, key, fs.ErrNotExist)
+}
+
+// Store writes value at key, replacing any previous value atomically, and
+// announces the key to watchers.
+func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
+	k, err := fileKey(key)
+	if err != nil {
+		return err
+	}
+	// The value is copied into the command buffer before Run returns, so the
+	// caller may reuse it.
+	now := strconv.FormatInt(time.Now().UnixNano(), 10)
+	err = retry(ctx, func(ctx context.Context) error {
+		return storeScript.Run(ctx, s.client, nil, s.p, k, value, now).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("redis: store %q: %w", key, err)
+	}
+	return nil
+}
+
+// Load returns the value at key, or an error wrapping fs.ErrNotExist when
+// there is none.
+func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
+	k, err := fileKey(key)
+	if err != nil {
+		return nil, err
+	}
+	var v []byte
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = s.client.HGet(ctx, s.valueKey(k), "v").Bytes()
+		return err
+	})
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, notExist("load", key)
+	case err != nil:
+		return nil, fmt.Errorf("redis: load %q: %w", key, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Delete removes the value at key and every key below it (key "a" removes
+// "a/b" but not "ab"). A missing key is not an error.
+func (s *Storage) Delete(ctx context.Context, key string) error {
+	k, root, err := cleanKey(key)
+	if err != nil {
+		return err
+	}
+	if root {
+		return fmt.Errorf("redis: delete %q: refusing to delete the whole storage: name a key or directory", key)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		return deleteScript.Run(ctx, s.client, nil, s.p, k).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("redis: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// Exists reports whether key holds a value or is a directory (a prefix of
+// keys that hold values). When Redis cannot be asked it answers true, so
+// that a caller never mistakes an outage for a missing key; the following
+// Load reports the error.
+func (s *Storage) Exists(ctx context.Context, key string) bool {
+	k, _, err := cleanKey(key)
+	if err != nil {
+		return false
+	}
+	var n int64
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = s.client.Exists(ctx, s.valueKey(k), s.dirKey(k)).Result()
+		return err
+	})
+	if err != nil {
+		s.log.Warn("exists: answering true because redis cannot be asked", "key", key, "error", err)
+		return true
+	}
+	return n > 0
+}
+
+// List returns the keys directly below path, or every key below it
+// (directories included) when recursive is true, in sorted order. It fails
+// with fs.ErrNotExist when path is neither a value nor a directory; "" lists
+// from the root.
+func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
+	k, _, err := cleanKey(path)
+	if err != nil {
+		return nil, err
+	}
+	rec := "0"
+	if recursive {
+		rec = "1"
+	}
+	var keys []string
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		keys, err = listScript.Run(ctx, s.client, nil, s.p, k, rec).StringSlice()
+		return err
+	})
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, notExist("list", path)
+	case err != nil:
+		return nil, fmt.Errorf("redis: list %q: %w", path, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Stat describes key: a value (IsTerminal, with Size and Modified) or a
+// directory (not IsTerminal). It fails with fs.ErrNotExist when key is
+// neither.
+func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	k, _, err := cleanKey(key)
+	if err != nil {
+		return certmagic.KeyInfo{}, err
+	}
+	var reply []any
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		reply, err = statScript.Run(ctx, s.client, nil, s.p, k).Slice()
+		return err
+	})
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return certmagic.KeyInfo{}, notExist("stat", key)
+	case err != nil:
+		return certmagic.KeyInfo{}, fmt.Errorf("redis: stat %q: %w", key, err)
+	}
+	info := certmagic.KeyInfo{Key: key}
+	if len(reply) == 3 {
+		size, _ := reply[1].(int64)
+		mod, _ := reply[2].(string)
+		ns, err := strconv.ParseInt(mod, 10, 64)
+		if err != nil {
+			return certmagic.KeyInfo{}, fmt.Errorf("redis: stat %q: modified time %q is not a number", key, mod)
+		}
+		info.IsTerminal = true
+		info.Size = size
+		info.Modified = time.Unix(0, ns)
+	}
+	return info, nil
+}
