@@ -93,6 +93,12 @@ type Config struct {
 	// Default: 1/3.
 	RenewalWindowRatio float64
 
+	// SyncInterval is how often storage is polled for certificates that
+	// other members of the fleet obtained or renewed, when the storage has
+	// no change feed (storage.Watcher). Storage with a change feed delivers
+	// them within seconds. Default: 1 minute.
+	SyncInterval time.Duration
+
 	// StagingRetries makes retries after a failed attempt against
 	// LetsEncrypt go to LetsEncryptStaging first (certmagic's TestCA), to
 	// spare production rate limits. Default: off; every attempt goes to CA.
@@ -142,6 +148,7 @@ type settings struct {
 	resolvers      []string
 	keyType        certmagic.KeyType
 	checkInterval  time.Duration
+	syncInterval   time.Duration
 	renewalRatio   float64
 	propagationTTL time.Duration
 	logger         *slog.Logger
@@ -187,6 +194,14 @@ func (c *Config) validate() (settings, error) {
 		s.checkInterval = certmagic.DefaultRenewCheckInterval
 	default:
 		s.checkInterval = c.RenewalCheckInterval
+	}
+	switch {
+	case c.SyncInterval < 0:
+		return s, invalid("SyncInterval", "%v is negative: use 0 for the default (1m)", c.SyncInterval)
+	case c.SyncInterval == 0:
+		s.syncInterval = time.Minute
+	default:
+		s.syncInterval = c.SyncInterval
 	}
 	switch r := c.RenewalWindowRatio; {
 	case r == 0:

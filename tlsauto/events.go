@@ -28,7 +28,7 @@ type Event struct {
 // emit returns certmagic's OnEvent hook, translating its events into ours
 // and logging them.
 func (m *Manager) emit(user func(Event)) func(context.Context, string, map[string]any) error {
-	return func(_ context.Context, name string, data map[string]any) error {
+	return func(ctx context.Context, name string, data map[string]any) error {
 		var e Event
 		switch name {
 		case "cert_obtained":
@@ -45,6 +45,12 @@ func (m *Manager) emit(user func(Event)) func(context.Context, string, map[strin
 		e.Err, _ = data["error"].(error)
 		if e.Kind == Obtained && e.Renewal {
 			e.Kind = Renewed
+		}
+		if e.Kind != Failed {
+			// Serve it now; the handshake path never reads storage.
+			if _, err := m.reload(ctx, e.Name); err != nil {
+				m.log.Error("loading the new certificate to serve it", "name", e.Name, "error", err)
+			}
 		}
 		if e.Kind == Failed {
 			m.log.Error("certificate "+string(e.Kind), "name", e.Name, "renewal", e.Renewal, "error", e.Err)

@@ -17,10 +17,14 @@ import (
 // Manager obtains, renews and serves the certificates of one Config. Create
 // it with New, call Start, serve with TLSConfig, and Close it when done.
 type Manager struct {
-	s     settings
-	magic *certmagic.Config
-	cache *certmagic.Cache
-	log   *slog.Logger
+	s       settings
+	magic   *certmagic.Config
+	cache   *certmagic.Cache
+	storage certmagic.Storage
+	log     *slog.Logger
+
+	// served is what the handshake path reads.
+	served served
 
 	// closer releases storage the Manager opened itself (the default).
 	closer io.Closer
@@ -28,6 +32,8 @@ type Manager struct {
 	// ctx ends when Close is called; every background activity ends with it.
 	ctx       context.Context
 	cancel    context.CancelFunc
+	syncOnce  sync.Once
+	wg        sync.WaitGroup // background goroutines
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -48,6 +54,7 @@ func New(cfg Config) (*Manager, error) {
 		}
 		store, m.closer = st, closer
 	}
+	m.storage = store
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.cache, m.magic = newCertmagic(cfg, s, store, m.emit(cfg.OnEvent))
 	return m, nil
@@ -73,6 +80,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tlsauto: %w", err)
 	}
+	m.syncOnce.Do(func() {
+		m.wg.Go(func() { m.syncLoop(m.ctx) })
+	})
 	return nil
 }
 
@@ -82,7 +92,10 @@ func (m *Manager) manageOne(ctx context.Context, name string) error {
 	for {
 		err := m.magic.ManageSync(ctx, []string{name})
 		if err == nil {
-			return nil
+			if _, err = m.reload(ctx, name); err == nil {
+				return nil
+			}
+			err = fmt.Errorf("loading the certificate to serve it: %w", err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
@@ -131,13 +144,6 @@ func (m *Manager) TLSConfig() *tls.Config {
 	}
 }
 
-// GetCertificate returns the certificate for the server name of a TLS
-// handshake, for use as tls.Config.GetCertificate. It never obtains a
-// certificate: names outside Domains get an error.
-func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return m.magic.GetCertificate(hello)
-}
-
 // Domains returns the managed names in normalized form.
 func (m *Manager) Domains() []string { return append([]string(nil), m.s.domains...) }
 
@@ -147,6 +153,7 @@ func (m *Manager) Domains() []string { return append([]string(nil), m.s.domains.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
+		m.wg.Wait()
 		m.cache.Stop()
 		if m.closer != nil {
 			m.closeErr = m.closer.Close()

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/certfleet/certfleet/storage/file"
 )
 
 // defaultStorage opens the file storage used when Config.Storage is nil.
@@ -15,7 +17,11 @@ func defaultStorage() (certmagic.Storage, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &certmagic.FileStorage{Path: dir}, nil, nil
+	s, err := file.New(file.Config{Dir: dir})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s, nil
 }
 
 // dataDir is $XDG_DATA_HOME/certfleet, or ~/.local/share/certfleet.

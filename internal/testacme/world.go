@@ -3,6 +3,7 @@ package testacme
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,12 @@ func (w *World) DirectoryURL() string { return w.srv.URL + wfe.DirectoryPath }
 // ACMERoots returns a pool that trusts the ACME server's HTTPS certificate,
 // for the ACME client (certmagic.ACMEIssuer.TrustedRoots).
 func (w *World) ACMERoots() *x509.CertPool { return w.acmeCAs }
+
+// ACMERootsPEM is ACMERoots in PEM form, for programs in other processes
+// (CERTFLEET_CA_ROOTS).
+func (w *World) ACMERootsPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.srv.Certificate().Raw})
+}
 
 // Roots returns a pool holding the test CA's root, which verifies the chains
 // of the certificates it issues.

@@ -1,0 +1,170 @@
+// Command demo shows certfleet's whole job offline: it starts an in-process
+// ACME CA (Let's Encrypt's Pebble) and an authoritative DNS server on
+// loopback, obtains certificates for example.test and *.example.test over
+// DNS-01, serves HTTPS with them, makes verified requests, and prints what
+// happened and how long each step took.
+//
+//	go run ./examples/demo
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/internal/testacme"
+	"github.com/certfleet/certfleet/storage/file"
+	"github.com/certfleet/certfleet/tlsauto"
+)
+
+func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out io.Writer) error {
+	total := time.Now()
+	step := func(what string, start time.Time) {
+		fmt.Fprintf(out, "  %-52s %8s\n", what, time.Since(start).Round(time.Millisecond))
+	}
+	fmt.Fprintln(out, "certfleet demo: DNS-01 against an in-process CA, nothing leaves loopback")
+
+	start := time.Now()
+	world, err := testacme.New(testacme.Options{Zones: []string{"example.test"}})
+	if err != nil {
+		return err
+	}
+	defer world.Close()
+	step("started ACME CA (Pebble) and DNS server", start)
+
+	dir, err := os.MkdirTemp("", "certfleet-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store, err := file.New(file.Config{Dir: dir})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	domains := []string{"example.test", "*.example.test"}
+	m, err := tlsauto.New(tlsauto.Config{
+		Domains:            domains,
+		Email:              "ops@example.test",
+		CA:                 world.DirectoryURL(),
+		CARoots:            world.ACMERoots(),
+		DNS:                world.Provider(),
+		Storage:            store,
+		Resolvers:          []string{world.DNSAddr()},
+		PropagationTimeout: -1,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	start = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	c := world.Counts()
+	step(fmt.Sprintf("obtained %d certificates over DNS-01 (%d orders)", c.Certificates, c.Orders), start)
+
+	start = time.Now()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		TLSConfig:         m.TLSConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello, %s, over %s\n", r.Host, r.Proto)
+		}),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	step("serving HTTPS on "+ln.Addr().String(), start)
+
+	client := verifyingClient(ln.Addr().String(), world.Roots())
+	defer client.CloseIdleConnections()
+	for _, host := range []string{"example.test", "www.example.test"} {
+		start = time.Now()
+		state, body, err := get(ctx, client, "https://"+host+"/")
+		if err != nil {
+			return err
+		}
+		step("verified request to https://"+host+"/", start)
+		fmt.Fprintf(out, "      response: %s", body)
+		for i, cert := range state.VerifiedChains[0] {
+			fmt.Fprintf(out, "      chain[%d]: %s (issuer %s)\n", i, name(cert), cert.Issuer.CommonName)
+			if i == 0 {
+				fmt.Fprintf(out, "                names %s, serial %x, valid until %s\n",
+					strings.Join(cert.DNSNames, ", "), cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	fmt.Fprintf(out, "done in %s\n", time.Since(total).Round(time.Millisecond))
+	return nil
+}
+
+// verifyingClient returns an HTTP client that sends every request to addr
+// and verifies the server's chain against roots.
+func verifyingClient(addr string, roots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+			ForceAttemptHTTP2: true,
+		},
+	}
+}
+
+func get(ctx context.Context, c *http.Client, url string) (*tls.ConnectionState, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.TLS == nil || len(resp.TLS.VerifiedChains) == 0 {
+		return nil, "", errors.New("response without a verified TLS chain")
+	}
+	return resp.TLS, string(body), nil
+}
+
+func name(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return strings.Join(c.DNSNames, ", ")
+}

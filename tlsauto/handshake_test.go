@@ -1,0 +1,82 @@
+package tlsauto
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
+	"testing"
+	"time"
+)
+
+func selfSigned(t *testing.T, notBefore time.Time, names ...string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notBefore.UnixNano()), DNSNames: names, NotBefore: notBefore, NotAfter: notBefore.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+func TestGetCertificateMatchesNames(t *testing.T) {
+	now := time.Now()
+	apex, wild := selfSigned(t, now, "example.com"), selfSigned(t, now, "*.example.com")
+	m := &Manager{}
+	m.served.set("example.com", apex)
+	m.served.set("*.example.com", wild)
+	tests := []struct {
+		sni  string
+		want *tls.Certificate
+	}{
+		{"example.com", apex},
+		{"EXAMPLE.com", apex},
+		{"example.com.", apex},
+		{"www.example.com", wild},
+		{"WWW.Example.Com.", wild},
+		{"a.b.example.com", nil}, // a wildcard covers one label
+		{"example.org", nil},
+		{"com", nil},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: tt.sni})
+		if got != tt.want {
+			t.Errorf("GetCertificate(%q) = %v, %v; want %v", tt.sni, got, err, tt.want)
+		}
+		if tt.want == nil && err == nil {
+			t.Errorf("GetCertificate(%q) returned no error for an unserved name", tt.sni)
+		}
+	}
+}
+
+func TestServedKeepsNewerCertificate(t *testing.T) {
+	now := time.Now()
+	older, newer := selfSigned(t, now.Add(-time.Hour), "example.com"), selfSigned(t, now, "example.com")
+	var s served
+	if !s.set("example.com", newer) {
+		t.Fatal("first certificate not served")
+	}
+	if s.set("example.com", older) {
+		t.Fatal("an older certificate replaced a newer one")
+	}
+	if got := s.load().lookup("example.com"); got != newer {
+		t.Fatal("the newer certificate is not served")
+	}
+}
+
+func TestGetCertificateDoesNotAllocate(t *testing.T) {
+	m := &Manager{}
+	m.served.set("*.example.com", selfSigned(t, time.Now(), "*.example.com"))
+	hello := &tls.ClientHelloInfo{ServerName: "www.example.com"}
+	if n := testing.AllocsPerRun(100, func() { m.GetCertificate(hello) }); n != 0 {
+		t.Fatalf("GetCertificate allocates %v times per call", n)
+	}
+}
