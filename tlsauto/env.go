@@ -15,6 +15,7 @@ import (
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage"
+	"github.com/certfleet/certfleet/storage/encrypt"
 )
 
 // Environment variables read by NewFromEnv and Listen. Any of them may be
@@ -26,6 +27,7 @@ const (
 	EnvCARoots            = "CERTFLEET_CA_ROOTS"            // path of a PEM file: Config.CARoots
 	EnvDNSProvider        = "CERTFLEET_DNS_PROVIDER"        // provider name, such as cloudflare or route53
 	EnvStorage            = "CERTFLEET_STORAGE"             // a directory or a storage URL (storage.Open)
+	EnvStorageKeys        = encrypt.EnvKeys                 // keys that encrypt storage at rest (storage/encrypt)
 	EnvResolvers          = "CERTFLEET_RESOLVERS"           // Config.Resolvers, comma-separated
 	EnvPropagationTimeout = "CERTFLEET_PROPAGATION_TIMEOUT" // Config.PropagationTimeout, such as 2m
 	EnvKeyType            = "CERTFLEET_KEY_TYPE"            // Config.KeyType
@@ -127,6 +129,28 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 		}
 		cfg.Storage = s
 		closer, _ = s.(io.Closer)
+	}
+	keys, err := encrypt.KeysFromEnv(env)
+	switch {
+	case err != nil:
+		if closer != nil {
+			closer.Close()
+		}
+		return cfg, nil, err
+	case len(keys) > 0:
+		if cfg.Storage == nil {
+			s, c, err := defaultStorage()
+			if err != nil {
+				return cfg, nil, err
+			}
+			cfg.Storage, closer = s, c
+		}
+		if cfg.Storage, err = encrypt.New(cfg.Storage, keys...); err != nil {
+			if closer != nil {
+				closer.Close()
+			}
+			return cfg, nil, err
+		}
 	}
 	return cfg, closer, nil
 }

@@ -1,0 +1,78 @@
+package tlsauto
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/internal/secretenv"
+	"github.com/certfleet/certfleet/storage/encrypt"
+)
+
+func init() {
+	dnsprovider.Register("envtest", func(secretenv.Getenv) (dnsprovider.Provider, error) { return nopDNS{}, nil })
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, encrypt.KeySize))
+	env := map[string]string{
+		EnvEmail:              "ops@example.com",
+		EnvDomains:            "example.com, *.example.com",
+		EnvCA:                 "letsencrypt-staging",
+		EnvDNSProvider:        "envtest",
+		EnvStorage:            t.TempDir(),
+		EnvStorageKeys:        key,
+		EnvResolvers:          "1.1.1.1,9.9.9.9:53",
+		EnvPropagationTimeout: "90s",
+		EnvKeyType:            "RSA-2048",
+		EnvProfile:            "shortlived",
+	}
+	cfg, closer, err := configFromEnv(secretenv.Map(env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if got := strings.Join(cfg.Domains, " "); got != "example.com *.example.com" {
+		t.Errorf("Domains = %q", got)
+	}
+	if cfg.CA != LetsEncryptStaging || cfg.KeyType != KeyRSA2048 || cfg.Profile != "shortlived" || cfg.PropagationTimeout.Seconds() != 90 {
+		t.Errorf("settings not read: %+v", cfg)
+	}
+	if _, ok := cfg.Storage.(*encrypt.Storage); !ok {
+		t.Errorf("storage %T is not encrypted although %s is set", cfg.Storage, EnvStorageKeys)
+	}
+}
+
+func TestConfigFromEnvErrors(t *testing.T) {
+	const sentinel = "SENTINEL-do-not-print"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no provider", map[string]string{}, EnvDNSProvider + ": not set"},
+		{"unknown provider", map[string]string{EnvDNSProvider: "nosuch"}, "nosuch"},
+		{"bad duration", map[string]string{EnvDNSProvider: "envtest", EnvPropagationTimeout: "soon"}, EnvPropagationTimeout},
+		{"bad key type", map[string]string{EnvDNSProvider: "envtest", EnvKeyType: "dsa"}, EnvKeyType},
+		{"value and file", map[string]string{EnvDNSProvider: "envtest", EnvEABMACKey: sentinel, EnvEABMACKey + "_FILE": "/nonexistent"}, "both set"},
+		{"unreadable file", map[string]string{EnvDNSProvider: "envtest", EnvEABMACKey + "_FILE": "/nonexistent/" + sentinel[:8]}, EnvEABMACKey + "_FILE"},
+		{"bad storage keys", map[string]string{EnvDNSProvider: "envtest", EnvStorageKeys: sentinel}, EnvStorageKeys},
+		{"bad CA roots", map[string]string{EnvDNSProvider: "envtest", EnvCARoots: "/nonexistent.pem"}, EnvCARoots},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env[EnvStorage] = t.TempDir()
+			_, closer, err := configFromEnv(secretenv.Map(tt.env), []string{"example.com"})
+			if closer != nil {
+				closer.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), sentinel) {
+				t.Fatalf("error shows a secret: %v", err)
+			}
+		})
+	}
+}
