@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -68,7 +69,9 @@ func (s *served) set(name string, cert *tls.Certificate) bool {
 	return true
 }
 
-// newer reports whether a is a later certificate than b.
+// newer reports whether a should replace b: it was issued later or, issued
+// in the same second, it is a different certificate (storage, read last, is
+// the truth).
 func newer(a, b *tls.Certificate) bool {
 	if a.Leaf == nil || b.Leaf == nil {
 		return a.Leaf != nil
@@ -76,7 +79,10 @@ func newer(a, b *tls.Certificate) bool {
 	if !a.Leaf.NotBefore.Equal(b.Leaf.NotBefore) {
 		return a.Leaf.NotBefore.After(b.Leaf.NotBefore)
 	}
-	return a.Leaf.NotAfter.After(b.Leaf.NotAfter)
+	if !a.Leaf.NotAfter.Equal(b.Leaf.NotAfter) {
+		return a.Leaf.NotAfter.After(b.Leaf.NotAfter)
+	}
+	return !bytes.Equal(a.Leaf.Raw, b.Leaf.Raw)
 }
 
 // lookup finds the certificate for a server name: an exact match first,

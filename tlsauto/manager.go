@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,6 +143,20 @@ func (m *Manager) TLSConfig() *tls.Config {
 		NextProtos:     []string{"h2", "http/1.1"},
 		MinVersion:     tls.VersionTLS12,
 	}
+}
+
+// Renew renews the certificate of a managed name now, whatever its
+// remaining lifetime, and serves the new certificate when it returns nil.
+// Other members of the fleet pick the new certificate up from storage.
+func (m *Manager) Renew(ctx context.Context, name string) error {
+	n, err := normalizeDomain(name)
+	if err != nil || !slices.Contains(m.s.domains, n) {
+		return fmt.Errorf("tlsauto: Renew: %q is not one of the managed names %v", name, m.s.domains)
+	}
+	if err := m.magic.RenewCertSync(ctx, n, true); err != nil {
+		return fmt.Errorf("tlsauto: renewing %s: %w", n, err)
+	}
+	return nil
 }
 
 // Domains returns the managed names in normalized form.

@@ -368,3 +368,20 @@ func TestCloseLeavesNothingBehindAndLogsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestRenewServesNewCertificate(t *testing.T) {
+	w := testacme.Start(t, testacme.Options{})
+	m := startManager(t, testConfig(t, w, "forced.example.test"))
+	addr := serve(t, m)
+	before := mustHandshake(t, addr, "forced.example.test", w.Roots())
+	if err := m.Renew(context.Background(), "Forced.Example.Test."); err != nil {
+		t.Fatal(err)
+	}
+	after := mustHandshake(t, addr, "forced.example.test", w.Roots())
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("Renew returned, but the old certificate is still served")
+	}
+	if err := m.Renew(context.Background(), "other.example.test"); err == nil {
+		t.Fatal("Renew accepted a name that is not managed")
+	}
+}
