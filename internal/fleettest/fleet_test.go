@@ -1,7 +1,6 @@
 package fleettest_test
 
 import (
-	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -149,12 +148,4 @@ func obtainedSerials(ms []*fleettest.Member) map[string]string {
 		}
 	}
 	return serials
-}
-
-func describe(ms []*fleettest.Member) string {
-	s := ""
-	for _, m := range ms {
-		s += fmt.Sprintf("member %d: %v\n", m.ID, m.Messages())
-	}
-	return s
 }
