@@ -26,6 +26,7 @@ type StatusError struct {
 	Err        error         // the provider library's own error, if any
 }
 
+// Error describes the failure: status, provider error code and message.
 func (e *StatusError) Error() string {
 	var b strings.Builder
 	if e.StatusCode != 0 {
@@ -63,6 +64,7 @@ type OpError struct {
 	Err       error  // the last error
 }
 
+// Error names the provider, operation and zone, and the cause.
 func (e *OpError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Provider + ": " + e.Op)
