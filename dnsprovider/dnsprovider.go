@@ -16,6 +16,12 @@
 //	p, err := dnsprovider.FromEnv("cloudflare") // reads CLOUDFLARE_API_TOKEN
 //	p = dnsprovider.Audit(dnsprovider.Guard(dnsprovider.Retry(p, dnsprovider.RetryPolicy{}), "example.com"), logger)
 //
+// Solver is certfleet's ACME DNS-01 solver on top of a Provider, which
+// tlsauto gives certmagic: it follows CNAME delegations, checks propagation
+// on every authoritative nameserver, journals its records in the fleet's
+// shared storage so that any member cleans up after a crash, and serializes
+// writes to one record name across the fleet.
+//
 // The wrappers keep the optional libdns interfaces (RecordGetter,
 // RecordSetter, ZoneLister) of the provider they wrap: a type assertion on the
 // wrapper succeeds exactly when it would on the wrapped provider. Each wrapper

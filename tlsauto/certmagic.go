@@ -5,14 +5,54 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+
+	"github.com/certfleet/certfleet/dnsprovider"
 )
+
+// testHooks let this package's tests change how Managers are built. They
+// are nil outside tests.
+var testHooks struct {
+	// solverConfig adjusts the settings of the Manager's DNS-01 solver.
+	solverConfig func(*dnsprovider.SolverConfig)
+	// solver replaces certfleet's DNS-01 solver (the benchmark compares
+	// certmagic's).
+	solver func(Config) acmez.Solver
+}
+
+// newSolver builds the DNS-01 solver of one Manager: certfleet's own, which
+// journals its records in store, the storage the fleet shares.
+func newSolver(c Config, s settings, store certmagic.Storage) (*dnsprovider.Solver, error) {
+	timeout := s.propagationTTL
+	if timeout < 0 {
+		timeout = 0 // no check: the solver's default applies to nothing
+	}
+	cfg := dnsprovider.SolverConfig{
+		DNS:                c.DNS,
+		Storage:            store,
+		Resolvers:          s.resolvers,
+		NameserverPort:     c.DNSPort,
+		Propagation:        s.propagation,
+		PropagationDelay:   c.PropagationDelay,
+		PropagationTimeout: timeout,
+		Logger:             s.logger.With("component", "certfleet", "logger", "dns01"),
+	}
+	if testHooks.solverConfig != nil {
+		testHooks.solverConfig(&cfg)
+	}
+	// Config.validate checked every setting; what remains is the system's
+	// resolvers, read when Resolvers is empty.
+	return dnsprovider.NewSolver(cfg)
+}
 
 // newCertmagic builds the certmagic Cache and Config of one Manager. It sets
 // every field itself and then overwrites whatever certmagic's constructors
 // copied from its package globals (Default, DefaultACME), so that nothing
 // another library in the process configured can leak into this Manager.
-func newCertmagic(c Config, s settings, store certmagic.Storage, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config) {
+// HTTP-01 and TLS-ALPN-01 are disabled: solver solves DNS-01, the only
+// challenge offered.
+func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config) {
 	zlog := newZapLogger(s.logger)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
@@ -38,12 +78,6 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, onEvent func(co
 	magic.DefaultServerName, magic.FallbackServerName = "", ""
 	magic.LocalCache = nil
 
-	solver := &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
-		DNSProvider:        c.DNS,
-		Resolvers:          s.resolvers,
-		PropagationTimeout: s.propagationTTL,
-		Logger:             zlog.Named("dns01"),
-	}}
 	var eab *acme.EAB
 	if c.EAB != nil {
 		eab = &acme.EAB{KeyID: c.EAB.KeyID, MACKey: c.EAB.MACKey}

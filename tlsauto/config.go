@@ -47,23 +47,43 @@ type Config struct {
 	CARoots *x509.CertPool
 
 	// DNS writes the _acme-challenge TXT records: any libdns provider that
-	// can append and delete records. Required.
+	// can append and delete records. Required. Its transient errors are
+	// retried with dnsprovider.Retry's default policy, unless it already
+	// is or wraps a Retry provider.
 	DNS dnsprovider.Provider
 
-	// Storage holds certificates, keys, ACME accounts and locks; members of
-	// a fleet share it. Default: a directory named certfleet in the user's
-	// data directory ($XDG_DATA_HOME or ~/.local/share).
+	// Storage holds certificates, keys, ACME accounts, locks and the
+	// journal of DNS-01 challenge records; members of a fleet share it.
+	// Default: a directory named certfleet in the user's data directory
+	// ($XDG_DATA_HOME or ~/.local/share).
 	Storage certmagic.Storage
 
-	// Resolvers are DNS servers ("host" or "host:port") used to find zones
-	// and check that challenge records have propagated. Default: the
-	// system's resolvers.
+	// Resolvers are recursive DNS servers ("host" or "host:port") through
+	// which the zone of each challenge record, a CNAME delegating its
+	// _acme-challenge name, and the zone's nameservers are found. Under
+	// PropagationCheck "resolvers" they also check propagation. Default:
+	// the system's resolvers (/etc/resolv.conf).
 	Resolvers []string
 
-	// PropagationTimeout bounds the wait for challenge records to appear on
-	// the zone's nameservers before the CA is asked to validate them.
-	// Default: 2 minutes; negative: do not check.
+	// PropagationCheck says which servers must serve a challenge record
+	// before the CA is asked to validate it: dnsprovider.PropagationAll
+	// (every authoritative nameserver of the zone, asked directly; the
+	// default), PropagationAny (one of them), PropagationResolvers (every
+	// server in Resolvers) or PropagationSkip (no check).
+	PropagationCheck dnsprovider.Propagation
+
+	// PropagationDelay is waited after a challenge record is written,
+	// before the propagation check. Default: 0.
+	PropagationDelay time.Duration
+
+	// PropagationTimeout bounds the wait for challenge records to
+	// propagate. Default: 2 minutes; negative: do not check (the same as
+	// PropagationSkip).
 	PropagationTimeout time.Duration
+
+	// DNSPort is the port on which the zones' authoritative nameservers are
+	// queried for the propagation check. Default: 53.
+	DNSPort int
 
 	// Logger receives the Manager's logs, certmagic's included. Default:
 	// slog.Default().
@@ -151,6 +171,7 @@ type settings struct {
 	syncInterval   time.Duration
 	renewalRatio   float64
 	propagationTTL time.Duration
+	propagation    dnsprovider.Propagation
 	logger         *slog.Logger
 }
 
@@ -219,6 +240,21 @@ func (c *Config) validate() (settings, error) {
 	default:
 		s.propagationTTL = c.PropagationTimeout
 	}
+	if s.propagation, err = dnsprovider.ParsePropagation(string(c.PropagationCheck)); err != nil {
+		return s, invalid("PropagationCheck", "%w", err)
+	}
+	if s.propagationTTL < 0 {
+		s.propagation = dnsprovider.PropagationSkip
+	}
+	if s.propagation == dnsprovider.PropagationResolvers && len(s.resolvers) == 0 {
+		return s, invalid("PropagationCheck", "%q checks through Resolvers: set Resolvers too", s.propagation)
+	}
+	if c.PropagationDelay < 0 {
+		return s, invalid("PropagationDelay", "%v is negative: use 0 for no delay", c.PropagationDelay)
+	}
+	if c.DNSPort < 0 || c.DNSPort > 65535 {
+		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
+	}
 	s.logger = c.Logger
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -232,6 +268,7 @@ type ConfigError struct {
 	Err   error  // what is wrong and how to fix it
 }
 
+// Error names the field and what is wrong with it.
 func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
 
 // Unwrap returns e.Err.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,9 @@ const (
 	EnvStorageKeys        = encrypt.EnvKeys                 // keys that encrypt storage at rest (storage/encrypt)
 	EnvResolvers          = "CERTFLEET_RESOLVERS"           // Config.Resolvers, comma-separated
 	EnvPropagationTimeout = "CERTFLEET_PROPAGATION_TIMEOUT" // Config.PropagationTimeout, such as 2m
+	EnvPropagationCheck   = "CERTFLEET_PROPAGATION_CHECK"   // Config.PropagationCheck: all, any, resolvers or skip
+	EnvPropagationDelay   = "CERTFLEET_PROPAGATION_DELAY"   // Config.PropagationDelay, such as 5s
+	EnvDNSPort            = "CERTFLEET_DNS_PORT"            // Config.DNSPort
 	EnvKeyType            = "CERTFLEET_KEY_TYPE"            // Config.KeyType
 	EnvProfile            = "CERTFLEET_PROFILE"             // Config.Profile
 	EnvEABKeyID           = "CERTFLEET_EAB_KEY_ID"          // Config.EAB.KeyID
@@ -96,6 +100,21 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 	}
 	cfg.Resolvers = splitList(get(EnvResolvers))
 	cfg.PropagationTimeout = getDuration(get, EnvPropagationTimeout, &errs)
+	cfg.PropagationDelay = getDuration(get, EnvPropagationDelay, &errs)
+	if v := get(EnvPropagationCheck); v != "" {
+		p, err := dnsprovider.ParsePropagation(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvPropagationCheck, err))
+		}
+		cfg.PropagationCheck = p
+	}
+	if v := get(EnvDNSPort); v != "" {
+		port, err := strconv.Atoi(v)
+		if err != nil || port < 1 || port > 65535 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a port number (1 to 65535)", EnvDNSPort, v))
+		}
+		cfg.DNSPort = port
+	}
 	cfg.RenewalCheckInterval = getDuration(get, EnvRenewalCheck, &errs)
 	if kt := get(EnvKeyType); kt != "" {
 		k, err := ParseKeyType(kt)

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+
+	"github.com/certfleet/certfleet/dnsprovider"
 )
 
 // Manager obtains, renews and serves the certificates of one Config. Create
@@ -23,6 +26,7 @@ type Manager struct {
 	cache   *certmagic.Cache
 	storage certmagic.Storage
 	log     *slog.Logger
+	dns01   *dnsprovider.Solver // nil when a test replaced it
 
 	// served is what the handshake path reads.
 	served served
@@ -56,8 +60,20 @@ func New(cfg Config) (*Manager, error) {
 		store, m.closer = st, closer
 	}
 	m.storage = store
+	var solver acmez.Solver
+	if testHooks.solver != nil {
+		solver = testHooks.solver(cfg)
+	} else {
+		if m.dns01, err = newSolver(cfg, s, store); err != nil {
+			if m.closer != nil {
+				m.closer.Close()
+			}
+			return nil, fmt.Errorf("tlsauto: %w", err)
+		}
+		solver = m.dns01
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.cache, m.magic = newCertmagic(cfg, s, store, m.emit(cfg.OnEvent))
+	m.cache, m.magic = newCertmagic(cfg, s, store, solver, m.emit(cfg.OnEvent))
 	return m, nil
 }
 
@@ -71,6 +87,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	defer stop()
 	unwatch := context.AfterFunc(m.ctx, stop) // Close interrupts Start
 	defer unwatch()
+	// The DNS-01 solver takes its lease in storage and sweeps challenge
+	// records that members which died left behind.
+	if m.dns01 != nil {
+		if err := m.dns01.Start(ctx); err != nil {
+			return fmt.Errorf("tlsauto: %w", err)
+		}
+	}
 
 	errs := make([]error, len(m.s.domains))
 	var wg sync.WaitGroup
@@ -170,6 +193,12 @@ func (m *Manager) Close() error {
 		m.cancel()
 		m.wg.Wait()
 		m.cache.Stop()
+		if m.dns01 != nil {
+			// What it cannot delete, other members sweep.
+			if err := m.dns01.Close(); err != nil {
+				m.log.Warn("cleaning up DNS-01 challenge records", "error", err)
+			}
+		}
 		if m.closer != nil {
 			m.closeErr = m.closer.Close()
 		}

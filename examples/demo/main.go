@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,15 +62,18 @@ func run(out io.Writer) error {
 
 	domains := []string{"example.test", "*.example.test"}
 	m, err := tlsauto.New(tlsauto.Config{
-		Domains:            domains,
-		Email:              "ops@example.test",
-		CA:                 world.DirectoryURL(),
-		CARoots:            world.ACMERoots(),
-		DNS:                world.Provider(),
-		Storage:            store,
-		Resolvers:          []string{world.DNSAddr()},
-		PropagationTimeout: -1,
-		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Domains: domains,
+		Email:   "ops@example.test",
+		CA:      world.DirectoryURL(),
+		CARoots: world.ACMERoots(),
+		DNS:     world.Provider(),
+		Storage: store,
+		// The zone lookup asks the test DNS server; the propagation check
+		// then asks every authoritative nameserver of the zone (policy
+		// "all"), which listens on the test server's port instead of 53.
+		Resolvers: []string{world.DNSAddr()},
+		DNSPort:   port(world.DNSAddr()),
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return err
@@ -84,6 +88,8 @@ func run(out io.Writer) error {
 	}
 	c := world.Counts()
 	step(fmt.Sprintf("obtained %d certificates over DNS-01 (%d orders)", c.Certificates, c.Orders), start)
+	fmt.Fprintf(out, "      the challenge records were checked on every authoritative nameserver, then removed: %d TXT left\n",
+		len(world.Zones().TXT("_acme-challenge.example.test")))
 
 	start = time.Now()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -160,6 +166,12 @@ func get(ctx context.Context, c *http.Client, url string) (*tls.ConnectionState,
 		return nil, "", errors.New("response without a verified TLS chain")
 	}
 	return resp.TLS, string(body), nil
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func name(c *x509.Certificate) string {

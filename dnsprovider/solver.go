@@ -1,0 +1,567 @@
+package dnsprovider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
+)
+
+// SolverConfig configures a Solver. DNS and Storage are required; every
+// other field has a working zero value, given in its comment.
+type SolverConfig struct {
+	// DNS writes the challenge records. Required. The Solver wraps it in
+	// Retry with the Retry policy, unless it already is or wraps a Retry
+	// provider.
+	DNS Provider
+
+	// Storage is the storage the fleet shares (any certmagic.Storage): the
+	// Solver keeps its journal, its lease and its locks there. Required.
+	Storage SolverStorage
+
+	// Resolvers are recursive DNS servers ("ip" or "ip:port", port 53 by
+	// default) through which zones, CNAME delegations and nameserver
+	// addresses are looked up, and through which propagation is checked
+	// under PropagationResolvers. Default: the system's resolvers
+	// (/etc/resolv.conf).
+	Resolvers []string
+
+	// NameserverPort is the port authoritative nameservers are queried on.
+	// Default: 53. Tests that run nameservers on other ports set it.
+	NameserverPort int
+
+	// Propagation says which servers must serve a record before the CA is
+	// asked to validate it. Default: PropagationAll.
+	Propagation Propagation
+
+	// PropagationDelay is waited after a record is written, before the
+	// first check. Default: 0.
+	PropagationDelay time.Duration
+
+	// PropagationTimeout bounds the checks of one record. Default: 2
+	// minutes.
+	PropagationTimeout time.Duration
+
+	// TTL is the TTL of the challenge records. Default: 60 seconds.
+	TTL time.Duration
+
+	// Retry is the policy for retrying transient provider errors. Default:
+	// the zero RetryPolicy.
+	Retry RetryPolicy
+
+	// OwnerLease is how long the Solver's lease in Storage lasts; it renews
+	// it every third of that while it runs. Once a Solver's lease has
+	// lapsed (its process died) any member deletes the records it left.
+	// The clocks of the fleet's members must agree to within a fraction of
+	// it. Default: 1 minute.
+	OwnerLease time.Duration
+
+	// SweepInterval is how often the Solver looks for records left by
+	// members that died. Default: 1 minute; sooner when a lease it saw is
+	// about to lapse.
+	SweepInterval time.Duration
+
+	// Logger receives the Solver's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults validates c and fills in its defaults. Each error names the
+// field.
+func (c SolverConfig) withDefaults() (SolverConfig, *lookup, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("SolverConfig.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.DNS == nil || orNil(c.DNS) == (nilProvider{}) {
+		bad("DNS", "a DNS provider is required")
+	}
+	if c.Storage == nil || reflect.ValueOf(c.Storage).Kind() == reflect.Pointer && reflect.ValueOf(c.Storage).IsNil() {
+		bad("Storage", "the storage the fleet shares is required (any certmagic.Storage)")
+	}
+	l := &lookup{}
+	var err error
+	if l.nsPort, err = portString(c.NameserverPort, 53); err != nil {
+		bad("NameserverPort", "%v", err)
+	}
+	for i, r := range c.Resolvers {
+		addr, err := resolverAddr(r)
+		if err != nil {
+			bad(fmt.Sprintf("Resolvers[%d]", i), "%v", err)
+			continue
+		}
+		l.resolvers = append(l.resolvers, addr)
+	}
+	if c.Propagation, err = ParsePropagation(string(c.Propagation)); err != nil {
+		bad("Propagation", "%v", err)
+	}
+	if c.Propagation == PropagationResolvers && len(c.Resolvers) == 0 {
+		bad("Propagation", "%q needs Resolvers to be set", PropagationResolvers)
+	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+		min   time.Duration
+	}{
+		{"PropagationDelay", &c.PropagationDelay, 0, 0},
+		{"PropagationTimeout", &c.PropagationTimeout, 2 * time.Minute, time.Millisecond},
+		{"TTL", &c.TTL, time.Minute, time.Second},
+		{"OwnerLease", &c.OwnerLease, time.Minute, 30 * time.Millisecond},
+		{"SweepInterval", &c.SweepInterval, time.Minute, 10 * time.Millisecond},
+	} {
+		switch {
+		case *d.v < 0:
+			bad(d.field, "%v is negative: use 0 for the default (%v)", *d.v, d.def)
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < d.min:
+			bad(d.field, "%v is too short: use at least %v, or 0 for the default (%v)", *d.v, d.min, d.def)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, nil, fmt.Errorf("dnsprovider: %w", err)
+	}
+	if len(l.resolvers) == 0 {
+		// Read when the Solver is made, so that a missing resolv.conf is
+		// reported at once.
+		if l.resolvers, err = systemResolvers(); err != nil {
+			return c, nil, fmt.Errorf("dnsprovider: SolverConfig.Resolvers: not set, and the system's resolvers cannot be read (%w): set Resolvers", err)
+		}
+	}
+	return c, l, nil
+}
+
+// resolverAddr validates "ip" or "ip:port" and returns "ip:port".
+func resolverAddr(r string) (string, error) {
+	host, port := r, "53"
+	if h, p, err := net.SplitHostPort(r); err == nil {
+		host, port = h, p
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		if _, ok := dns.IsDomainName(host); !ok || strings.ContainsAny(host, " \t/:@") || host == "" {
+			return "", fmt.Errorf("%q is not an IP address or host name with an optional port, such as 192.0.2.53 or 127.0.0.1:5353", r)
+		}
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return "", fmt.Errorf("%q has an invalid port", r)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Solver is certfleet's ACME DNS-01 challenge solver: an acmez.Solver (with
+// Wait) to give certmagic as its ACMEIssuer.DNS01Solver.
+//
+// For each challenge it follows CNAME records at the _acme-challenge name
+// (delegation to another zone), finds the zone that holds the target name
+// and its authoritative nameservers, journals the record in the shared
+// storage, takes the fleet-wide lock on the record name, and writes the TXT
+// record through the provider, retrying transient errors. Wait then polls
+// the nameservers directly (see Propagation), fast at first. CleanUp
+// deletes the record and its journal entry.
+//
+// A Solver holds a lease in the storage while it runs. When a member dies
+// between Present and CleanUp, its lease lapses and any other member deletes
+// the records its journal names: a crash does not leave records behind for
+// longer than OwnerLease plus a sweep.
+//
+// Start the Solver (or let the first Present start it) and Close it when
+// done. It is safe for concurrent use.
+type Solver struct {
+	cfg    SolverConfig
+	dns    Provider
+	lookup *lookup
+	locks  *recordLocks
+	log    *slog.Logger
+	id     string
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+
+	startMu sync.Mutex // serializes starting
+	started time.Time  // zero until started
+
+	mu     sync.Mutex
+	closed bool
+	active map[string]*presented // by challenge key
+	ops    sync.WaitGroup        // calls in flight
+	loops  sync.WaitGroup        // background goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// presented is a record the Solver wrote for a challenge and has not yet
+// cleaned up.
+type presented struct {
+	entry journalEntry
+	zone  *zoneInfo
+}
+
+var (
+	_ acmez.Solver = (*Solver)(nil)
+	_ acmez.Waiter = (*Solver)(nil)
+)
+
+// NewSolver validates cfg and returns a Solver. It does no network or
+// storage I/O.
+func NewSolver(cfg SolverConfig) (*Solver, error) {
+	cfg, l, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, fmt.Errorf("dnsprovider: generating the solver's id: %w", err)
+	}
+	p := cfg.DNS
+	if !retries(p) {
+		p = Retry(p, cfg.Retry)
+	}
+	s := &Solver{
+		cfg:    cfg,
+		dns:    p,
+		lookup: l,
+		locks:  &recordLocks{storage: cfg.Storage},
+		log:    cfg.Logger.With("solver", id),
+		id:     id,
+		active: make(map[string]*presented),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// retries reports whether p is, or wraps, a Retry provider.
+func retries(p Provider) bool {
+	retrierType := reflect.TypeFor[*retrier]()
+	for p != nil {
+		if reflect.TypeOf(p) == retrierType {
+			return true
+		}
+		// expose wraps a wrapper in a struct whose first field holds it.
+		if v := reflect.ValueOf(p); v.Kind() == reflect.Struct && v.NumField() > 0 {
+			if f := v.Field(0); f.Kind() == reflect.Interface && !f.IsNil() && f.Elem().Type() == retrierType {
+				return true
+			}
+		}
+		u, ok := p.(interface{ Unwrap() Provider })
+		if !ok {
+			return false
+		}
+		p = u.Unwrap()
+	}
+	return false
+}
+
+// ErrSolverClosed is returned by a Solver's methods after Close.
+var ErrSolverClosed = errors.New("dnsprovider: the DNS-01 solver is closed")
+
+// begin starts a call: it fails after Close, and returns a context that
+// Close cancels too.
+func (s *Solver) begin(ctx context.Context) (context.Context, func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, ErrSolverClosed
+	}
+	s.ops.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel(); s.ops.Done() }, nil
+}
+
+// Start stores the Solver's lease and starts its background work: renewing
+// the lease, and sweeping the records of members that died, at once and
+// then periodically. It returns once the lease is stored; Close stops it.
+// Calling Start again does nothing more.
+func (s *Solver) Start(ctx context.Context) error {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	return s.ensureStarted(ctx)
+}
+
+func (s *Solver) ensureStarted(ctx context.Context) error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if !s.started.IsZero() {
+		return nil
+	}
+	s.started = time.Now()
+	if err := s.renewLease(ctx); err != nil {
+		s.started = time.Time{}
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSolverClosed
+	}
+	s.loops.Go(s.renewLoop)
+	s.loops.Go(s.sweepLoop)
+	s.log.Debug("DNS-01 solver started", "lease", s.cfg.OwnerLease)
+	return nil
+}
+
+// renewLoop renews the lease every third of OwnerLease until Close.
+func (s *Solver) renewLoop() {
+	every := s.cfg.OwnerLease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(s.ctx, every)
+			err := s.renewLease(ctx)
+			cancel()
+			if err != nil && s.ctx.Err() == nil {
+				s.log.Warn("could not renew the DNS-01 solver's lease; other members may delete its records if this persists", "error", err)
+			}
+		}
+	}
+}
+
+// sweepLoop sweeps at once, then every SweepInterval, or sooner when a
+// lease that guards journal entries is about to lapse.
+func (s *Solver) sweepLoop() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := s.sweep(s.ctx)
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("sweeping the DNS-01 journal", "removed", res.removed, "failed", res.failed, "error", err)
+		}
+		next := s.cfg.SweepInterval
+		if res.next > 0 {
+			next = min(next, res.next+max(res.next/20, 50*time.Millisecond))
+		}
+		t.Reset(next)
+	}
+}
+
+// Sweep deletes now the records that members which died left behind (see
+// Solver), and reports how many it deleted. It is what the Solver does at
+// Start and periodically; it returns at once when another member is
+// sweeping.
+func (s *Solver) Sweep(ctx context.Context) (removed int, err error) {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer end()
+	if err := s.ensureStarted(ctx); err != nil {
+		return 0, err
+	}
+	res, err := s.sweep(ctx)
+	return res.removed, err
+}
+
+// challengeKey identifies a challenge among those presented.
+func challengeKey(name, value string) string { return name + "\x00" + value }
+
+func (s *Solver) isActive(e journalEntry) bool {
+	name := e.For
+	if name == "" {
+		name = e.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.active[challengeKey(name, e.Value)]
+	return ok
+}
+
+// Present writes the TXT record of chal (see Solver).
+func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := s.ensureStarted(ctx); err != nil {
+		return err
+	}
+	name := canonicalFQDN(chal.DNS01TXTRecordName())
+	value := chal.DNS01KeyAuthorization()
+	target, err := s.lookup.followCNAME(ctx, name)
+	if err != nil {
+		return fmt.Errorf("dnsprovider: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
+	}
+	needNS := s.cfg.Propagation == PropagationAll || s.cfg.Propagation == PropagationAny
+	zone, err := s.lookup.zoneFor(ctx, target, needNS)
+	if err != nil {
+		return fmt.Errorf("dnsprovider: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
+	}
+	e := journalEntry{Owner: s.id, Zone: zone.name, Name: target, Value: value, Created: time.Now()}
+	if target != name {
+		e.For = name
+	}
+	key := challengeKey(name, value)
+	p := &presented{entry: e, zone: zone}
+	s.mu.Lock()
+	s.active[key] = p
+	s.mu.Unlock()
+
+	if err := s.write(ctx, e); err != nil {
+		s.mu.Lock()
+		delete(s.active, key)
+		s.mu.Unlock()
+		return err
+	}
+	attrs := []any{"name", e.Name, "zone", e.Zone}
+	if e.For != "" {
+		attrs = append(attrs, "cname_from", e.For)
+	}
+	s.log.DebugContext(ctx, "presented DNS-01 challenge record", attrs...)
+	return nil
+}
+
+// write journals e and writes its record, holding the record's lock. When
+// the write fails, it deletes whatever the failed write may have created
+// and, if that works, the journal entry; otherwise the entry stays for a
+// later sweep.
+func (s *Solver) write(ctx context.Context, e journalEntry) error {
+	release, err := s.locks.acquire(ctx, e.Name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := s.writeEntry(ctx, e); err != nil {
+		return err
+	}
+	_, err = s.dns.AppendRecords(ctx, e.Zone, []libdns.Record{e.record(s.cfg.TTL)})
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("dnsprovider: writing the TXT record %s: %w", e.Name, err)
+	// A permanent refusal wrote nothing; anything else may have.
+	var oe *OpError
+	applied := ctx.Err() != nil || !errors.As(err, &oe) || oe.Temporary
+	if applied {
+		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeCleanupMax)
+		defer cancel()
+		if _, derr := s.dns.DeleteRecords(undo, e.Zone, []libdns.Record{e.record(0)}); derr != nil {
+			return err // the journal entry stays: a sweep deletes the record
+		}
+	}
+	_ = s.cfg.Storage.Delete(context.WithoutCancel(ctx), e.key())
+	return err
+}
+
+// Wait returns once the record of chal is served as the propagation policy
+// requires, or fails after PropagationTimeout naming the servers that do
+// not serve it.
+func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	key := challengeKey(canonicalFQDN(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization())
+	s.mu.Lock()
+	p := s.active[key]
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("dnsprovider: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
+	}
+	return s.waitPropagated(ctx, p)
+}
+
+// CleanUp deletes the record of chal and its journal entry. A challenge that
+// was not presented (or already cleaned up) needs nothing. When the delete
+// fails, the entry stays in the journal and a later sweep retries it.
+func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	key := challengeKey(canonicalFQDN(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization())
+	s.mu.Lock()
+	p := s.active[key]
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	// certmagic calls CleanUp without a deadline; the retry policy and this
+	// bound keep it from hanging.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Retry.withDefaults().MaxElapsed+30*time.Second)
+	defer cancel()
+	err = s.removeRecord(ctx, p.entry)
+	s.mu.Lock()
+	delete(s.active, key)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.log.DebugContext(ctx, "cleaned up DNS-01 challenge record", "name", p.entry.Name, "zone", p.entry.Zone)
+	return nil
+}
+
+// Close stops the Solver's background work, deletes the records it still
+// has in the journal (for at most 10 seconds; what remains is swept by
+// other members), and releases its lease. Calls in flight are canceled.
+// Close is safe to call more than once.
+func (s *Solver) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.ops.Wait()
+		s.loops.Wait()
+		s.startMu.Lock()
+		started := !s.started.IsZero()
+		s.startMu.Unlock()
+		if !started {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), closeCleanupMax)
+		defer cancel()
+		s.mu.Lock()
+		clear(s.active)
+		s.mu.Unlock()
+		keys, err := s.listEntries(ctx, s.id+"_")
+		var errs []error
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, key := range keys {
+			e, err := s.loadEntry(ctx, key)
+			if err != nil {
+				continue
+			}
+			if err := s.removeRecord(ctx, e); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		// Without a lease, whatever is left is any member's to sweep.
+		if err := s.cfg.Storage.Delete(ctx, ownerKey(s.id)); err != nil {
+			errs = append(errs, fmt.Errorf("dnsprovider: releasing the solver's lease: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}

@@ -1,0 +1,24 @@
+package tlsauto
+
+import (
+	"github.com/mholt/acmez/v3"
+
+	"github.com/certfleet/certfleet/dnsprovider"
+)
+
+// SetSolverHook makes the Managers created until restore is called adjust
+// their DNS-01 solver's settings with f (shorter leases, faster retries).
+func SetSolverHook(f func(*dnsprovider.SolverConfig)) (restore func()) {
+	old := testHooks.solverConfig
+	testHooks.solverConfig = f
+	return func() { testHooks.solverConfig = old }
+}
+
+// SetSolver makes the Managers created until restore is called use the
+// DNS-01 solver f returns instead of certfleet's (the benchmark compares
+// certmagic's).
+func SetSolver(f func(Config) acmez.Solver) (restore func()) {
+	old := testHooks.solver
+	testHooks.solver = f
+	return func() { testHooks.solver = old }
+}
