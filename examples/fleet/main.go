@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -109,7 +110,9 @@ func run(out io.Writer) error {
 		"CERTFLEET_STORAGE="+storageURL,
 		"CERTFLEET_DNS_PROVIDER=route53",
 		"CERTFLEET_RESOLVERS="+world.DNSAddr(),
-		"CERTFLEET_PROPAGATION_TIMEOUT=-1s", // Pebble asks the DNS server directly
+		// The propagation check asks every authoritative nameserver of the
+		// zone, which listens on the test DNS server's port instead of 53.
+		"CERTFLEET_DNS_PORT="+port(world.DNSAddr()),
 		"AWS_ENDPOINT_URL_ROUTE_53="+r53.URL(),
 		"AWS_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID=AKIAFLEETEXAMPLE",
@@ -158,8 +161,8 @@ func run(out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "  member %d did not order: it loaded it from storage and serves it %v after member %d stored it\n",
-				m.id, lag(s.Time, obtained.Time), orderer.id)
+			fmt.Fprintf(out, "  member %d did not order: it loaded the certificate from storage, serving it %s\n",
+				m.id, lag(s.Time, obtained.Time, orderer.id))
 		}
 	}
 	c := world.Counts()
@@ -184,7 +187,7 @@ func run(out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  member %d serves the renewed certificate %v after it was stored (PostgreSQL LISTEN/NOTIFY)\n", m.id, lag(s.Time, renewed.Time))
+		fmt.Fprintf(out, "  member %d serves the renewed certificate %s (PostgreSQL LISTEN/NOTIFY)\n", m.id, lag(s.Time, renewed.Time, renewer.id))
 	}
 
 	for _, m := range ms {
@@ -250,19 +253,25 @@ func whoDid(ms []*child, kind string) (*child, report) {
 	return nil, report{}
 }
 
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-// lag formats b-a, which can be negative by a few microseconds: a member's
-// report of a stored certificate is made just after storing it.
-func lag(b, a time.Time) string {
+// lag says how long after the report at a (another member's, of the
+// certificate it stored) a member reported b. A member can serve a stored
+// certificate before the member that stored it reports doing so.
+func lag(b, a time.Time, who int) string {
 	d := b.Sub(a)
-	if d < 0 {
-		return "at once"
+	switch {
+	case d < 0:
+		return fmt.Sprintf("before member %d reported it", who)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%v after member %d reported it", d.Round(10*time.Microsecond), who)
 	}
-	if d < 10*time.Millisecond {
-		return d.Round(10 * time.Microsecond).String()
-	}
-	return d.Round(time.Millisecond).String()
+	return fmt.Sprintf("%v after member %d reported it", d.Round(time.Millisecond), who)
 }
 
 // child is a member process seen from the parent.

@@ -41,7 +41,7 @@ func TestFleetExampleOrdersOnceAndSpreadsRenewal(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if n := strings.Count(out.String(), "loaded it from storage"); n != members-1 {
+	if n := strings.Count(out.String(), "loaded the certificate from storage"); n != members-1 {
 		t.Errorf("%d members loaded the certificate from storage, want %d:\n%s", n, members-1, out.String())
 	}
 }

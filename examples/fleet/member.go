@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,22 +66,22 @@ func member(id string, in io.Reader, say func(report)) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	propagation, err := time.ParseDuration(os.Getenv("CERTFLEET_PROPAGATION_TIMEOUT"))
+	dnsPort, err := strconv.Atoi(os.Getenv("CERTFLEET_DNS_PORT"))
 	if err != nil {
-		return fmt.Errorf("CERTFLEET_PROPAGATION_TIMEOUT: %w", err)
+		return fmt.Errorf("CERTFLEET_DNS_PORT: %w", err)
 	}
 
 	var m *tlsauto.Manager
 	m, err = tlsauto.New(tlsauto.Config{
-		Domains:            strings.Split(os.Getenv("CERTFLEET_DOMAINS"), ","),
-		Email:              os.Getenv("CERTFLEET_EMAIL"),
-		CA:                 os.Getenv("CERTFLEET_CA"),
-		CARoots:            roots,
-		DNS:                dns,
-		Storage:            store,
-		Resolvers:          strings.Split(os.Getenv("CERTFLEET_RESOLVERS"), ","),
-		PropagationTimeout: propagation,
-		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("member", id),
+		Domains:   strings.Split(os.Getenv("CERTFLEET_DOMAINS"), ","),
+		Email:     os.Getenv("CERTFLEET_EMAIL"),
+		CA:        os.Getenv("CERTFLEET_CA"),
+		CARoots:   roots,
+		DNS:       dns,
+		Storage:   store,
+		Resolvers: strings.Split(os.Getenv("CERTFLEET_RESOLVERS"), ","),
+		DNSPort:   dnsPort, // the propagation check asks every authoritative nameserver
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("member", id),
 		OnEvent: func(e tlsauto.Event) {
 			switch e.Kind {
 			case tlsauto.Obtained:

@@ -20,6 +20,10 @@ import (
 // holder's locks expire quickly.
 const lockTTL = 2 * time.Second
 
+// sweepTimeout bounds the wait for a dead member's challenge records to be
+// removed: its solver lease (1 minute) must lapse, then a survivor sweeps.
+const sweepTimeout = 3 * time.Minute
+
 // withLockTTL returns b's storage URL with its lock TTL set to ttl.
 func withLockTTL(t *testing.T, b backendtest.Backend, ttl time.Duration) string {
 	t.Helper()
@@ -40,66 +44,110 @@ func withLockTTL(t *testing.T, b backendtest.Backend, ttl time.Duration) string 
 
 // TestFleetCompletesCertificateAfterLockHolderKilled kills (SIGKILL) the
 // member that holds a name's issuance lock while its challenge record is in
-// the zone: another member must obtain the certificate, every surviving
-// member serve it, and the dead member's record must leave the zone.
+// the zone, on each storage backend: another member must obtain the
+// certificate, every surviving member serve it, and the dead member's record
+// must leave the zone. The backends run one after the other up to the kill
+// and completion, then their sweeps are awaited together: each takes the
+// dead member's solver lease (1 minute) to lapse.
 func TestFleetCompletesCertificateAfterLockHolderKilled(t *testing.T) {
+	t.Parallel()
+	var victims []victim
 	for _, b := range backendtest.All(t) {
-		t.Run(b.Name, func(t *testing.T) {
-			env := fleettest.NewEnv(t, testacme.Options{})
-			w := env.World
-			const name = "kill.example.test"
-			spec := env.Spec(withLockTTL(t, b, lockTTL), name)
-			spec.WatchServed = true
-
-			// Member 0 starts alone, takes the issuance lock, writes its
-			// challenge record and hangs there.
-			holder := spec
-			holder.HoldFirstAppend = true
-			dead := env.StartMember(t, 0, holder)
-			fleettest.StartTogether(t, dead)
-			held := dead.Await(t, eventTimeout, kind(fleettest.KindHeld))
-			if !slices.Contains(w.Zones().TXT(held.Name), held.Value) {
-				t.Fatalf("the held challenge record %s is not in the zone: %v", held.Name, w.Zones().TXT(held.Name))
-			}
-
-			// Two more members start, wait on the lock; the holder dies.
-			ms := []*fleettest.Member{env.StartMember(t, 1, spec), env.StartMember(t, 2, spec)}
-			fleettest.StartTogether(t, ms...)
-			dead.Kill(t)
-			killed := time.Now()
-			for _, m := range ms {
-				m.AwaitReady(t, startTimeout)
-			}
-
-			by := obtainedBy(ms)
-			if len(by[name]) != 1 {
-				t.Fatalf("%s obtained by members %v after the holder died, want exactly one", name, by[name])
-			}
-			winner := ms[by[name][0]-1]
-			obtained, _ := winner.Find(kind(fleettest.KindObtained))
-			t.Logf("%s: member %d obtained the certificate %v after the lock holder was killed (lock TTL %v); CA counts %+v",
-				b.Name, winner.ID, obtained.At().Sub(killed).Round(time.Millisecond), lockTTL, w.Counts())
-			if got := w.Counts().Certificates; got != 1 {
-				t.Errorf("CA issued %d certificates, want 1", got)
-			}
-			for _, m := range ms {
-				got, err := fleettest.ServedSerial(m, name, w.Roots())
-				if err != nil {
-					t.Fatalf("member %d: %v", m.ID, err)
-				}
-				if got != obtained.Serial {
-					t.Errorf("member %d serves serial %s, want %s", m.ID, got, obtained.Serial)
-				}
-			}
-
-			// The dead member's record is left in the zone: certmagic's DNS-01
-			// solver remembers its records in process memory only. Asserting
-			// that a survivor sweeps it waits for certfleet's own solver.
-			if slices.Contains(w.Zones().TXT(held.Name), held.Value) {
-				t.Logf("%s: the killed member's challenge record %s %q is still in the zone (not yet asserted)", b.Name, held.Name, held.Value)
-			}
-		})
+		victims = append(victims, killLockHolder(t, b))
 	}
+
+	// A survivor sweeps the record each dead member left.
+	deadline := time.Now().Add(sweepTimeout)
+	for swept := 0; swept < len(victims); {
+		swept = 0
+		for i := range victims {
+			v := &victims[i]
+			if v.swept.IsZero() && !slices.Contains(v.w.Zones().TXT(v.held.Name), v.held.Value) {
+				v.swept = time.Now()
+				t.Logf("%s: the killed member's challenge record was removed %v after it died",
+					v.backend, v.swept.Sub(v.killed).Round(time.Millisecond))
+				if left := v.w.Zones().TXT(v.held.Name); len(left) != 0 {
+					t.Errorf("%s: challenge records left in the zone: %v", v.backend, left)
+				}
+			}
+			if !v.swept.IsZero() {
+				swept++
+			}
+		}
+		if swept < len(victims) {
+			if time.Now().After(deadline) {
+				for _, v := range victims {
+					if v.swept.IsZero() {
+						t.Errorf("%s: the killed member's challenge record %s %q is still in the zone %v after it died",
+							v.backend, v.held.Name, v.held.Value, sweepTimeout)
+					}
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // poll interval
+		}
+	}
+}
+
+// victim is a member killed while it held a challenge record in the zone.
+type victim struct {
+	backend string
+	w       *testacme.World
+	held    fleettest.Message // its record
+	killed  time.Time
+	swept   time.Time // when its record was seen gone
+}
+
+// killLockHolder runs the kill scenario on backend b up to the completion of
+// the certificate by a survivor. The survivors run until the test ends.
+func killLockHolder(t *testing.T, b backendtest.Backend) victim {
+	t.Helper()
+	env := fleettest.NewEnv(t, testacme.Options{})
+	w := env.World
+	const name = "kill.example.test"
+	spec := env.Spec(withLockTTL(t, b, lockTTL), name)
+
+	// Member 0 starts alone, takes the issuance lock, writes its challenge
+	// record and hangs there.
+	holder := spec
+	holder.HoldFirstAppend = true
+	dead := env.StartMember(t, 0, holder)
+	fleettest.StartTogether(t, dead)
+	held := dead.Await(t, eventTimeout, kind(fleettest.KindHeld))
+	if !slices.Contains(w.Zones().TXT(held.Name), held.Value) {
+		t.Fatalf("%s: the held challenge record %s is not in the zone: %v", b.Name, held.Name, w.Zones().TXT(held.Name))
+	}
+
+	// Two more members start and wait on the lock; the holder dies.
+	ms := []*fleettest.Member{env.StartMember(t, 1, spec), env.StartMember(t, 2, spec)}
+	fleettest.StartTogether(t, ms...)
+	dead.Kill(t)
+	killed := time.Now()
+	for _, m := range ms {
+		m.AwaitReady(t, startTimeout)
+	}
+
+	by := obtainedBy(ms)
+	if len(by[name]) != 1 {
+		t.Fatalf("%s: %s obtained by members %v after the holder died, want exactly one", b.Name, name, by[name])
+	}
+	winner := ms[by[name][0]-1]
+	obtained, _ := winner.Find(kind(fleettest.KindObtained))
+	t.Logf("%s: member %d obtained the certificate %v after the lock holder was killed (lock TTL %v); CA counts %+v",
+		b.Name, winner.ID, obtained.At().Sub(killed).Round(time.Millisecond), lockTTL, w.Counts())
+	if got := w.Counts().Certificates; got != 1 {
+		t.Errorf("%s: CA issued %d certificates, want 1", b.Name, got)
+	}
+	for _, m := range ms {
+		got, err := fleettest.ServedSerial(m, name, w.Roots())
+		if err != nil {
+			t.Fatalf("%s: member %d: %v", b.Name, m.ID, err)
+		}
+		if got != obtained.Serial {
+			t.Errorf("%s: member %d serves serial %s, want %s", b.Name, m.ID, got, obtained.Serial)
+		}
+	}
+	return victim{backend: b.Name, w: w, held: held, killed: killed}
 }
 
 // outage is how long storage is unreachable in TestFleetServesThroughStorageOutage.
@@ -110,6 +158,7 @@ const outage = 10 * time.Second
 // handshake may fail meanwhile, and the renewal must complete and reach every
 // member once storage is back.
 func TestFleetServesThroughStorageOutage(t *testing.T) {
+	t.Parallel()
 	var backends []backendtest.Backend
 	if b, ok := backendtest.Postgres(t); ok {
 		backends = append(backends, b)
@@ -122,6 +171,7 @@ func TestFleetServesThroughStorageOutage(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel() // most of the time goes to the outage itself
 			env := fleettest.NewEnv(t, testacme.Options{})
 			w := env.World
 			u, err := url.Parse(withLockTTL(t, b, lockTTL))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -64,17 +65,21 @@ func NewEnv(t testing.TB, opts testacme.Options) *Env {
 }
 
 // Spec returns the spec of a member managing domains in storage: the
-// world's CA and DNS server, the route53 provider, no propagation check.
+// world's CA, the route53 provider, the world's DNS server as resolver and
+// as the zones' authoritative nameserver, whose port the propagation check
+// (the default policy: every authoritative nameserver) queries.
 func (e *Env) Spec(storageURL string, domains ...string) MemberSpec {
+	_, port, _ := net.SplitHostPort(e.World.DNSAddr())
+	dnsPort, _ := strconv.Atoi(port)
 	return MemberSpec{
-		Domains:            domains,
-		Email:              "ops@example.test",
-		CA:                 e.World.DirectoryURL(),
-		CARootsFile:        e.rootsFile,
-		Storage:            storageURL,
-		DNSProvider:        "route53",
-		Resolvers:          []string{e.World.DNSAddr()},
-		PropagationTimeout: -1,
+		Domains:     domains,
+		Email:       "ops@example.test",
+		CA:          e.World.DirectoryURL(),
+		CARootsFile: e.rootsFile,
+		Storage:     storageURL,
+		DNSProvider: "route53",
+		Resolvers:   []string{e.World.DNSAddr()},
+		DNSPort:     dnsPort,
 	}
 }
 

@@ -40,7 +40,9 @@ type MemberSpec struct {
 	DNSProvider string   `json:"dns_provider"`  // a name for dnsprovider.FromEnv
 	Resolvers   []string `json:"resolvers"`
 
+	PropagationCheck     string        `json:"propagation_check"` // dnsprovider.Propagation
 	PropagationTimeout   time.Duration `json:"propagation_timeout"`
+	DNSPort              int           `json:"dns_port"` // of the zones' authoritative nameservers
 	RenewalCheckInterval time.Duration `json:"renewal_check_interval"`
 	RenewalWindowRatio   float64       `json:"renewal_window_ratio"`
 	SyncInterval         time.Duration `json:"sync_interval"`
@@ -163,7 +165,9 @@ func (r *member) run(stdin io.Reader) error {
 		DNS:                  hold,
 		Storage:              store,
 		Resolvers:            spec.Resolvers,
+		PropagationCheck:     dnsprovider.Propagation(spec.PropagationCheck),
 		PropagationTimeout:   spec.PropagationTimeout,
+		DNSPort:              spec.DNSPort,
 		Logger:               logger,
 		RenewalCheckInterval: spec.RenewalCheckInterval,
 		RenewalWindowRatio:   spec.RenewalWindowRatio,
