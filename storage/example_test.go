@@ -6,7 +6,7 @@ import (
 	"os"
 
 	"github.com/certfleet/certfleet/storage"
-	_ "github.com/certfleet/certfleet/storage/all" // file, postgres, redis
+	_ "github.com/certfleet/certfleet/storage/file" // storage/all links every backend
 )
 
 // Open picks the backend from a URL, as CERTFLEET_STORAGE does: a directory,
