@@ -25,8 +25,8 @@ import (
 // Env is the world fleet members reach over loopback: the test world's ACME
 // CA, and its DNS zones through a fake of the Route 53 API.
 type Env struct {
-	World   *testacme.World
-	Route53 *apifake.Route53
+	World   *testacme.World  // the ACME CA, DNS server and zones
+	Route53 *apifake.Route53 // the Route 53 API the members' provider writes through
 
 	rootsFile string
 	env       []string // the AWS settings members need, besides the process environment
@@ -85,8 +85,8 @@ func (e *Env) Spec(storageURL string, domains ...string) MemberSpec {
 
 // Member is a member process seen from the test.
 type Member struct {
-	ID   int // its index in StartMembers, for messages
-	Spec MemberSpec
+	ID   int        // its number, for messages
+	Spec MemberSpec // what it runs
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
