@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,19 +41,19 @@ func (s *served) load() *snapshot {
 }
 
 // set publishes a copy of the snapshot with name (a managed name, perhaps
-// "*.example.com") serving cert. It keeps the newer certificate when the
-// snapshot already holds one, so that a late reload never goes back in time.
+// "*.example.com") serving cert, unless the snapshot already holds a newer
+// certificate for it (a late reload never goes back in time). It reports
+// whether it changed what is served.
 func (s *served) set(name string, cert *tls.Certificate) bool {
+	return s.setMany([]string{name}, []*tls.Certificate{cert}) > 0
+}
+
+// setMany is set for many names at once, with one copy of the snapshot;
+// nil certificates are skipped. It returns how many names changed.
+func (s *served) setMany(names []string, certs []*tls.Certificate) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.load()
-	m, key := old.exact, name
-	if rest, ok := strings.CutPrefix(name, "*."); ok {
-		m, key = old.wild, rest
-	}
-	if cur, ok := m[key]; ok && !newer(cert, cur) {
-		return false
-	}
 	next := &snapshot{exact: maps.Clone(old.exact), wild: maps.Clone(old.wild)}
 	if next.exact == nil {
 		next.exact = map[string]*tls.Certificate{}
@@ -60,13 +61,25 @@ func (s *served) set(name string, cert *tls.Certificate) bool {
 	if next.wild == nil {
 		next.wild = map[string]*tls.Certificate{}
 	}
-	if strings.HasPrefix(name, "*.") {
-		next.wild[key] = cert
-	} else {
-		next.exact[key] = cert
+	changed := 0
+	for i, name := range names {
+		if certs[i] == nil {
+			continue
+		}
+		m, key := next.exact, name
+		if rest, ok := strings.CutPrefix(name, "*."); ok {
+			m, key = next.wild, rest
+		}
+		if cur, ok := m[key]; ok && !newer(certs[i], cur) {
+			continue
+		}
+		m[key] = certs[i]
+		changed++
 	}
-	s.cur.Store(next)
-	return true
+	if changed > 0 {
+		s.cur.Store(next)
+	}
+	return changed
 }
 
 // newer reports whether a should replace b: it was issued later or, issued
@@ -137,23 +150,48 @@ func hasUpperOrDot(s string) bool {
 // if it is newer than the one served. It reports whether it changed what is
 // served.
 func (m *Manager) reload(ctx context.Context, name string) (bool, error) {
-	issuer := m.magic.Issuers[0].IssuerKey()
-	certPEM, err := m.storage.Load(ctx, certmagic.StorageKeys.SiteCert(issuer, name))
+	cert, err := m.load(ctx, name)
 	if err != nil {
 		return false, err
 	}
+	return m.served.set(name, cert), nil
+}
+
+// load reads the certificate and key of a managed name from storage.
+func (m *Manager) load(ctx context.Context, name string) (*tls.Certificate, error) {
+	issuer := m.magic.Issuers[0].IssuerKey()
+	certPEM, err := m.storage.Load(ctx, certmagic.StorageKeys.SiteCert(issuer, name))
+	if err != nil {
+		return nil, err
+	}
 	keyPEM, err := m.storage.Load(ctx, certmagic.StorageKeys.SitePrivateKey(issuer, name))
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		// A renewal being written (certificate and key are separate keys)
 		// can pair a new certificate with an old key; the next change
 		// notification completes the pair.
-		return false, fmt.Errorf("%s: stored certificate and key do not match yet: %w", name, err)
+		return nil, fmt.Errorf("%s: stored certificate and key do not match yet: %w", name, err)
 	}
-	return m.served.set(name, &cert), nil
+	return &cert, nil
+}
+
+// cached returns the certificate certmagic's cache holds for a managed
+// name, sharing its parsed form instead of reading storage again; nil if
+// there is none.
+func (m *Manager) cached(name string) *tls.Certificate {
+	var best *tls.Certificate
+	for _, c := range m.cache.AllMatchingCertificates(name) {
+		if c.Leaf == nil || !slices.Contains(c.Names, name) {
+			continue
+		}
+		if tc := c.Certificate; best == nil || newer(&tc, best) {
+			best = &tc
+		}
+	}
+	return best
 }
 
 // reloadAll reloads every managed name, ignoring names not yet in storage.

@@ -96,11 +96,20 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 
 	errs := make([]error, len(m.s.domains))
+	certs := make([]*tls.Certificate, len(m.s.domains))
+	sem := make(chan struct{}, startConcurrency)
 	var wg sync.WaitGroup
 	for i, name := range m.s.domains {
-		wg.Go(func() { errs[i] = m.manageOne(ctx, name) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			certs[i], errs[i] = m.manageOne(ctx, name)
+		})
 	}
 	wg.Wait()
+	// One new snapshot for all names: publishing them one by one would copy
+	// the snapshot once per name.
+	m.served.setMany(m.s.domains, certs)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tlsauto: %w", err)
 	}
@@ -110,29 +119,38 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
-// manageOne brings one name under management, retrying until ctx ends.
-func (m *Manager) manageOne(ctx context.Context, name string) error {
+// startConcurrency bounds how many names Start brings under management at
+// once, so that thousands of names do not all hit storage together.
+const startConcurrency = 64
+
+// manageOne brings one name under management, retrying until ctx ends, and
+// returns the certificate to serve for it.
+func (m *Manager) manageOne(ctx context.Context, name string) (*tls.Certificate, error) {
 	backoff := time.Second
 	for {
 		err := m.magic.ManageSync(ctx, []string{name})
 		if err == nil {
-			if _, err = m.reload(ctx, name); err == nil {
-				return nil
+			if c := m.cached(name); c != nil {
+				return c, nil
+			}
+			c, err := m.load(ctx, name)
+			if err == nil {
+				return c, nil
 			}
 			err = fmt.Errorf("loading the certificate to serve it: %w", err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
+			return nil, fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
 		}
 		if permanent(err) {
-			return fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		m.log.Warn("could not get certificate; will retry", "name", name, "retry_in", backoff, "error", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
+			return nil, fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Minute)
