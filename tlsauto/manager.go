@@ -133,11 +133,11 @@ func (m *Manager) manageOne(ctx context.Context, name string) (*tls.Certificate,
 			if c := m.cached(name); c != nil {
 				return c, nil
 			}
-			c, err := m.load(ctx, name)
-			if err == nil {
+			c, lerr := m.load(ctx, name)
+			if lerr == nil {
 				return c, nil
 			}
-			err = fmt.Errorf("loading the certificate to serve it: %w", err)
+			err = fmt.Errorf("loading the certificate to serve it: %w", lerr)
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
