@@ -479,14 +479,20 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 		return err
 	}
 	defer end()
-	key := challengeKey(canonicalFQDN(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization())
-	s.mu.Lock()
-	p := s.active[key]
-	s.mu.Unlock()
+	_, p := s.presentedFor(chal)
 	if p == nil {
 		return fmt.Errorf("dnsprovider: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
 	}
 	return s.waitPropagated(ctx, p)
+}
+
+// presentedFor returns the key and the record presented for chal; nil when
+// none was (or it was cleaned up).
+func (s *Solver) presentedFor(chal acme.Challenge) (string, *presented) {
+	key := challengeKey(canonicalFQDN(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return key, s.active[key]
 }
 
 // CleanUp deletes the record of chal and its journal entry. A challenge that
@@ -498,10 +504,7 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 		return err
 	}
 	defer end()
-	key := challengeKey(canonicalFQDN(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization())
-	s.mu.Lock()
-	p := s.active[key]
-	s.mu.Unlock()
+	key, p := s.presentedFor(chal)
 	if p == nil {
 		return nil
 	}

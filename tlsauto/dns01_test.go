@@ -30,6 +30,7 @@ import (
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/dnsprovider/cloudflare"
 	"github.com/certfleet/certfleet/dnsprovider/route53"
+	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
 	"github.com/certfleet/certfleet/storage/file"
@@ -216,7 +217,7 @@ func TestIssuesThroughCNAMEDelegatedChallengeWritingOnlyInTargetZone(t *testing.
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var audit lockedBuffer
+	var audit syncbuf.Buffer
 	store := fileStore(t, t.TempDir())
 	cfg := dnsConfig(t, w, store, "app.example.test")
 	// The guard fails any write outside the delegated zone.
@@ -270,7 +271,7 @@ func TestSecretNeverAppearsAndGuardRefusesOutOfZoneWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			if tt.guard != nil {
 				p = dnsprovider.Guard(p, tt.guard...)
@@ -338,7 +339,7 @@ const childEnv = "CERTFLEET_TEST_CHILD"
 // child is a running child process.
 type child struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *syncbuf.Buffer
 	stdin  interface{ Close() error }
 	exited chan error
 }
@@ -356,7 +357,7 @@ func startChild(t *testing.T, name string, spec childSpec, env map[string]string
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	c := &child{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1)}
+	c := &child{cmd: cmd, out: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -1,7 +1,6 @@
 package tlsauto_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"github.com/libdns/libdns"
 
 	"github.com/certfleet/certfleet/internal/leakcheck"
+	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -307,24 +307,6 @@ func TestObtainsDespiteBadNonces(t *testing.T) {
 	mustHandshake(t, addr, "x.nonce.example.test", w.Roots())
 }
 
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestCloseLeavesNothingBehindAndLogsNoSecret(t *testing.T) {
 	sentinel := base64.RawURLEncoding.EncodeToString([]byte("SENTINEL-eab-mac-key-0123456789-abcdef"))
 	w, err := testacme.New(testacme.Options{EABKeys: map[string]string{"kid-1": sentinel}})
@@ -334,7 +316,7 @@ func TestCloseLeavesNothingBehindAndLogsNoSecret(t *testing.T) {
 	defer w.Close()
 	before := leakcheck.Take()
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	var events []string
 	cfg := testConfig(t, w, "leak.example.test")
 	cfg.EAB = &tlsauto.EAB{KeyID: "kid-1", MACKey: sentinel}

@@ -2,7 +2,6 @@ package fleettest
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
 )
@@ -90,7 +90,7 @@ type Member struct {
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{}
 	err    error // from Wait; read after exited is closed
 
@@ -132,7 +132,7 @@ func (e *Env) launch(t testing.TB, id int, spec MemberSpec) *Member {
 	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), e.env...), envSpec+"="+string(enc))
-	m := &Member{ID: id, Spec: spec, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{}), changed: make(chan struct{})}
+	m := &Member{ID: id, Spec: spec, cmd: cmd, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}), changed: make(chan struct{})}
 	cmd.Stderr = m.stderr
 	setDeathSignal(cmd)
 	stdout, err := cmd.StdoutPipe()
@@ -299,7 +299,7 @@ func (m *Member) Exit(t testing.TB, timeout time.Duration) {
 }
 
 // Logs returns what the member wrote on its standard error.
-func (m *Member) Logs() string { return m.stderr.String() }
+func (m *Member) Logs() string { return strings.TrimRight(m.stderr.String(), "\n") }
 
 // StartTogether sends the start signal to every member, one right after the
 // other, so that they start at the same instant as near as the machine can.
@@ -331,22 +331,4 @@ func ServedSerial(m *Member, name string, roots *x509.CertPool) (string, error) 
 		return "", err
 	}
 	return leaf.SerialNumber.Text(16), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.TrimRight(b.buf.String(), "\n")
 }

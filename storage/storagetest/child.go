@@ -2,7 +2,6 @@ package storagetest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,12 +14,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -73,7 +72,7 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{}
 	err    error // from Wait; read after exited is closed
 }
@@ -91,7 +90,7 @@ func (r *run) startChild(t testing.TB, spec childSpec) *child {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run="+runPattern(r.test), "-test.count=1", "-test.timeout=10m")
 	cmd.Env = append(os.Environ(), envChild+"="+string(enc))
-	c := &child{cmd: cmd, lines: make(chan string), out: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{cmd: cmd, lines: make(chan string), out: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	setDeathSignal(cmd)
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
@@ -195,25 +194,6 @@ func (c *child) wait(t testing.TB, timeout time.Duration) {
 	case <-time.After(timeout):
 		t.Fatalf("storagetest: child process %d still running after %v", c.cmd.Process.Pid, timeout)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of exec's
-// stdout and stderr copiers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // runChild plays a child's role, in the child process.
