@@ -2,6 +2,7 @@ package tlsauto
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -17,7 +18,10 @@ func (m *Manager) syncLoop(ctx context.Context) {
 		changes, err := w.Watch(ctx)
 		if err == nil {
 			m.follow(ctx, changes)
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			err = errors.New("the change feed ended") // the storage was closed under us
 		}
 		m.log.Warn("storage change feed unavailable; polling instead", "interval", m.s.syncInterval, "error", err)
 	}
