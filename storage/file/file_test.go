@@ -61,3 +61,18 @@ func outageStorage(t testing.TB, namespace string) (certmagic.Storage, func(), f
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Backend{New: newTestStorage, Outage: outageStorage, LockTTL: testTTL})
 }
+
+func TestScanPauseStretchesOnLargeDirectoriesOnly(t *testing.T) {
+	tests := []struct{ poll, scan, want time.Duration }{
+		{2 * time.Second, time.Millisecond, 2 * time.Second},        // small tree: the poll interval
+		{2 * time.Second, 400 * time.Millisecond, 20 * time.Second}, // large tree: 50× the scan
+		{2 * time.Second, 10 * time.Second, time.Minute},            // huge tree: at most a minute
+		{5 * time.Minute, 10 * time.Second, 5 * time.Minute},        // a long poll interval stays
+		{50 * time.Millisecond, 10 * time.Millisecond, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := file.ScanPause(tt.poll, tt.scan); got != tt.want {
+			t.Errorf("scanPause(%v, %v) = %v, want %v", tt.poll, tt.scan, got, tt.want)
+		}
+	}
+}

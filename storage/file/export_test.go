@@ -1,0 +1,4 @@
+package file
+
+// ScanPause exposes scanPause to the external tests.
+var ScanPause = scanPause
