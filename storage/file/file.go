@@ -63,8 +63,9 @@ type Config struct {
 	// Default DefaultLockTTL.
 	LockTTL time.Duration
 
-	// PollInterval is how often Watch scans Dir for changes. Default
-	// DefaultPollInterval.
+	// PollInterval is how often Watch scans Dir for changes; on large
+	// directories the interval stretches to 50 times the scan's duration,
+	// up to a minute. Default DefaultPollInterval.
 	PollInterval time.Duration
 
 	// Logger receives lock keepalive failures. Default: discard.
