@@ -110,12 +110,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	// One new snapshot for all names: publishing them one by one would copy
 	// the snapshot once per name.
 	m.served.setMany(m.s.domains, certs)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tlsauto: %w", err)
-	}
+	// Follow storage even when some names failed: what other members
+	// obtain for them is served as soon as it is stored.
 	m.syncOnce.Do(func() {
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
 	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tlsauto: %w", err)
+	}
 	return nil
 }
 
