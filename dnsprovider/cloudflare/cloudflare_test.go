@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -231,51 +230,7 @@ func TestRetryCompletesEveryWriteDespiteFaults(t *testing.T) {
 	p := dnsprovider.Retry(provider(t, f, sentinel), dnsprovider.RetryPolicy{
 		MaxAttempts: 40, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
 	})
-	ctx := context.Background()
-	var recs []libdns.Record
-	for i := range 25 {
-		name := fmt.Sprintf("_acme-challenge.h%d", i)
-		recs = append(recs, txt(name, "a"), txt(name, "b"))
-	}
-	run := func(op func(libdns.Record) error) {
-		t.Helper()
-		var wg sync.WaitGroup
-		errs := make(chan error, len(recs))
-		work := make(chan libdns.Record)
-		for range 5 {
-			wg.Go(func() {
-				for r := range work {
-					errs <- op(r)
-				}
-			})
-		}
-		for _, r := range recs {
-			work <- r
-		}
-		close(work)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatalf("write failed despite retries: %v", err)
-			}
-		}
-	}
-	run(func(r libdns.Record) error {
-		_, err := p.AppendRecords(ctx, "example.com.", []libdns.Record{r})
-		return err
-	})
-	all, _ := mem.GetRecords(ctx, "example.com.")
-	if len(all) != len(recs) {
-		t.Fatalf("backend holds %d records after 50 appends, want 50 (no duplicates, none missing)", len(all))
-	}
-	run(func(r libdns.Record) error {
-		_, err := p.DeleteRecords(ctx, "example.com.", []libdns.Record{r})
-		return err
-	})
-	if all, _ := mem.GetRecords(ctx, "example.com."); len(all) != 0 {
-		t.Fatalf("%d records orphaned after deleting all: %v", len(all), all)
-	}
+	apifake.CheckWritesThroughFaults(t, p, mem, "example.com.")
 	st := f.Stats()
 	if st.Faults < 20 {
 		t.Errorf("only %d faults injected in %d requests", st.Faults, st.Requests)
