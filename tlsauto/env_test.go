@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare"
+	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage/encrypt"
 )
@@ -27,6 +30,9 @@ func TestConfigFromEnv(t *testing.T) {
 		EnvPropagationTimeout: "90s",
 		EnvKeyType:            "RSA-2048",
 		EnvProfile:            "shortlived",
+		EnvPropagationCheck:   "ANY",
+		EnvPropagationDelay:   "2s",
+		EnvDNSPort:            "5353",
 	}
 	cfg, closer, err := configFromEnv(secretenv.Map(env), nil)
 	if err != nil {
@@ -38,6 +44,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if cfg.CA != LetsEncryptStaging || cfg.KeyType != KeyRSA2048 || cfg.Profile != "shortlived" || cfg.PropagationTimeout.Seconds() != 90 {
 		t.Errorf("settings not read: %+v", cfg)
+	}
+	if cfg.PropagationCheck != dnsprovider.PropagationAny || cfg.PropagationDelay != 2*time.Second || cfg.DNSPort != 5353 {
+		t.Errorf("DNS-01 settings not read: check %q, delay %v, port %d", cfg.PropagationCheck, cfg.PropagationDelay, cfg.DNSPort)
 	}
 	if _, ok := cfg.Storage.(*encrypt.Storage); !ok {
 		t.Errorf("storage %T is not encrypted although %s is set", cfg.Storage, EnvStorageKeys)
@@ -59,6 +68,12 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{"unreadable file", map[string]string{EnvDNSProvider: "envtest", EnvEABMACKey + "_FILE": "/nonexistent/" + sentinel[:8]}, EnvEABMACKey + "_FILE"},
 		{"bad storage keys", map[string]string{EnvDNSProvider: "envtest", EnvStorageKeys: sentinel}, EnvStorageKeys},
 		{"bad CA roots", map[string]string{EnvDNSProvider: "envtest", EnvCARoots: "/nonexistent.pem"}, EnvCARoots},
+		{"unknown check", map[string]string{EnvDNSProvider: "envtest", EnvPropagationCheck: "most"}, EnvPropagationCheck + ": unknown propagation check"},
+		{"bad delay", map[string]string{EnvDNSProvider: "envtest", EnvPropagationDelay: "later"}, EnvPropagationDelay},
+		{"bad port", map[string]string{EnvDNSProvider: "envtest", EnvDNSPort: "dns"}, EnvDNSPort + `: "dns" is not a port number`},
+		{"port out of range", map[string]string{EnvDNSProvider: "envtest", EnvDNSPort: "0"}, EnvDNSPort},
+		{"cloudflare without token", map[string]string{EnvDNSProvider: "cloudflare"}, "CLOUDFLARE_API_TOKEN is not set"},
+		{"route53 secret without key id", map[string]string{EnvDNSProvider: "route53", "AWS_SECRET_ACCESS_KEY": sentinel}, "AWS_ACCESS_KEY_ID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
