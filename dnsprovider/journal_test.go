@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 // abandon stops s as if its process had died: no more lease renewals, no
@@ -40,10 +42,10 @@ func TestSweepDeletesRecordsOfAMemberWhoseLeaseLapsed(t *testing.T) {
 	if err := next.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "the dead member's records to be deleted", func() bool {
+	wait.For(t, 20*time.Second, "the dead member's records to be deleted", func() bool {
 		return len(w.challengeTXT(t, "example.test")) == 0 && len(w.journal(t)) == 0
 	})
-	waitUntil(t, 20*time.Second, "the dead member's lease to be deleted", func() bool {
+	wait.For(t, 20*time.Second, "the dead member's lease to be deleted", func() bool {
 		keys, _ := w.storage.List(ctx, ownersPrefix, false)
 		return len(keys) == 1 && strings.HasSuffix(keys[0], next.id)
 	})
@@ -65,7 +67,7 @@ func TestSweepDeletesRecordsWithoutLeaseAtOnce(t *testing.T) {
 	if _, err := sweeper.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the record to be deleted", func() bool {
+	wait.For(t, 10*time.Second, "the record to be deleted", func() bool {
 		return len(w.challengeTXT(t, "example.test")) == 0 && len(w.journal(t)) == 0
 	})
 }

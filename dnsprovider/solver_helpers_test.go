@@ -117,28 +117,6 @@ func (w *solverWorld) challengeTXT(t *testing.T, zone string) map[string][]strin
 	return out
 }
 
-// poll reports whether cond became true within timeout; for goroutines
-// other than the test's, which must not call t.Fatal.
-func poll(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-	return true
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-}
-
 // testLog sends log lines to the test log.
 type testLog struct{ t *testing.T }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/libdns/libdns"
 
 	"github.com/certfleet/certfleet/internal/leakcheck"
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 func TestSolverJournalsRecordBeforeWritingAndRemovesEntryAfterCleanUp(t *testing.T) {
@@ -167,7 +168,7 @@ func TestPropagationPolicyWithLaggingNameserver(t *testing.T) {
 				return
 			}
 			// The solver keeps asking the lagging server and is not ready.
-			waitUntil(t, 20*time.Second, "the solver to ask the lagging nameserver three times", func() bool {
+			wait.For(t, 20*time.Second, "the solver to ask the lagging nameserver three times", func() bool {
 				return ns2.Queries() >= asked+3
 			})
 			select {
@@ -422,12 +423,12 @@ func TestWritesToOneNameAreSerializedAcrossMembers(t *testing.T) {
 		mu.Lock()
 		inflight++
 		maxInflight = max(maxInflight, inflight)
-		wait := first
+		hold := first
 		first = false
 		mu.Unlock()
-		if wait {
+		if hold {
 			// Hold the first write until the other member asks for the lock.
-			if !poll(20*time.Second, func() bool { return spy.attempts.Load() >= 2 || ctx.Err() != nil }) {
+			if !wait.Until(20*time.Second, func() bool { return spy.attempts.Load() >= 2 || ctx.Err() != nil }) {
 				return errors.New("test: the second member did not ask for the lock")
 			}
 		}
@@ -445,7 +446,7 @@ func TestWritesToOneNameAreSerializedAcrossMembers(t *testing.T) {
 	// The first member takes the lock before the second asks for it.
 	errs := make(chan error, 2)
 	go func() { errs <- solvers[0].Present(context.Background(), challenge("example.test", "apex")) }()
-	waitUntil(t, 20*time.Second, "the first member to write", func() bool {
+	wait.For(t, 20*time.Second, "the first member to write", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return !first
@@ -472,7 +473,7 @@ func TestOneMemberWritesConcurrentlyUnderTheFleetLock(t *testing.T) {
 		arrived <- struct{}{}
 		// Each write waits for the other: the test passes only if the
 		// process does not serialize its own writes.
-		if !poll(20*time.Second, func() bool { return len(arrived) == 2 || ctx.Err() != nil }) {
+		if !wait.Until(20*time.Second, func() bool { return len(arrived) == 2 || ctx.Err() != nil }) {
 			return errors.New("test: the other write did not arrive while this one was in flight")
 		}
 		return nil

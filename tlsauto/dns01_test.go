@@ -33,6 +33,7 @@ import (
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -559,7 +560,7 @@ func TestCrashedManagerRecordsAreSweptByTheNextStart(t *testing.T) {
 	spec := w.spec
 	spec.Role, spec.Domain, spec.Delay, spec.Lease = "crash", name, 10*time.Minute, time.Second
 	c := startChild(t, "TestCrashedManagerRecordsAreSweptByTheNextStart", spec, w.awsEnv)
-	waitFor(t, time.Minute, "the child to present its record", func() bool {
+	wait.For(t, time.Minute, "the child to present its record", func() bool {
 		return len(w.Zones().TXT("_acme-challenge."+name)) == 1 && len(journal(t, w.storage)) == 1
 	})
 	if err := c.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup
@@ -577,7 +578,7 @@ func TestCrashedManagerRecordsAreSweptByTheNextStart(t *testing.T) {
 	cfg := dnsConfig(t, w.World, w.storage, name)
 	m := startManager(t, cfg)
 	mustHandshake(t, serve(t, m), name, w.Roots())
-	waitFor(t, 30*time.Second, "the orphaned record to be deleted", func() bool {
+	wait.For(t, 30*time.Second, "the orphaned record to be deleted", func() bool {
 		return len(challengeRecords(t, w.World)) == 0 && len(journal(t, w.storage)) == 0
 	})
 }
@@ -604,7 +605,7 @@ func TestTwoProcessesIssueApexAndWildcardThroughRoute53(t *testing.T) {
 		spec.Role, spec.Domain = "issue", domain
 		children = append(children, startChild(t, "TestTwoProcessesIssueApexAndWildcardThroughRoute53", spec, env))
 	}
-	waitFor(t, time.Minute, "both challenge values in the zone", func() bool {
+	wait.For(t, time.Minute, "both challenge values in the zone", func() bool {
 		return len(w.Zones().TXT("_acme-challenge.example.test")) == 2
 	})
 	ns2.Resume()
@@ -658,7 +659,7 @@ func TestIssuesOnlyOnceEveryNameserverServesTheRecord(t *testing.T) {
 	started := make(chan error, 1)
 	go func() { started <- m.Start(context.Background()) }()
 	asked := ns2.Queries()
-	waitFor(t, time.Minute, "the lagging nameserver to be asked", func() bool {
+	wait.For(t, time.Minute, "the lagging nameserver to be asked", func() bool {
 		return len(w.Zones().TXT("_acme-challenge.lag.example.test")) == 1 && ns2.Queries() >= asked+3
 	})
 	if c := w.Counts(); c.Certificates != 0 {

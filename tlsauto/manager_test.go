@@ -19,6 +19,7 @@ import (
 	"github.com/certfleet/certfleet/internal/leakcheck"
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/tlsauto"
 )
 
@@ -228,7 +229,7 @@ func TestRenewsWithoutRestart(t *testing.T) {
 	first := mustHandshake(t, addr, "renew.example.test", w.Roots())
 
 	var renewed *x509.Certificate
-	waitFor(t, time.Minute, "a renewed certificate to be served", func() bool {
+	wait.For(t, time.Minute, "a renewed certificate to be served", func() bool {
 		leaf, err := handshake(t, addr, "renew.example.test", w.Roots())
 		if err == nil && leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
 			renewed = leaf
@@ -249,7 +250,7 @@ func TestRenewsWithoutRestart(t *testing.T) {
 	if !sawRenewed {
 		t.Fatalf("no Renewed event; events: %s", kinds)
 	}
-	waitFor(t, 30*time.Second, "challenge TXT records to be removed", func() bool {
+	wait.For(t, 30*time.Second, "challenge TXT records to be removed", func() bool {
 		return len(txtRecords(t, w)) == 0
 	})
 }
@@ -267,16 +268,6 @@ func txtRecords(t *testing.T, w *testacme.World) []string {
 		}
 	}
 	return txt
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
 }
 
 func TestRestartServesStoredCertificateWithoutOrdering(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 // Snapshot is the set of goroutines running at one moment.
@@ -27,18 +29,15 @@ func Take() Snapshot {
 func (before Snapshot) Check(t testing.TB, timeout time.Duration, allow ...string) {
 	t.Helper()
 	var leaked []string
-	for deadline := time.Now().Add(timeout); ; {
+	wait.Until(timeout, func() bool {
 		leaked = leaked[:0]
 		for _, g := range goroutines() {
 			if !before[id(g)] && !allowed(g, allow) {
 				leaked = append(leaked, g)
 			}
 		}
-		if len(leaked) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval while goroutines wind down
-	}
+		return len(leaked) == 0
+	})
 	if len(leaked) > 0 {
 		t.Errorf("%d goroutine(s) leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -184,7 +185,7 @@ func TestLockAcquiredAsItsContextEndsIsReleased(t *testing.T) {
 		t.Fatalf("Lock whose context ended as it acquired: %v, want context.Canceled", err)
 	}
 	// Expiry would take LockTTL (10 minutes); only a release removes the row.
-	if !waitUntil(30*time.Second, func() bool { return lockRows(t, s, name) == 0 }) {
+	if !wait.Until(30*time.Second, func() bool { return lockRows(t, s, name) == 0 }) {
 		t.Fatalf("the lock acquired as the context ended was not released")
 	}
 }
@@ -221,7 +222,7 @@ func TestCloseReleasesLocksAndStopsEverything(t *testing.T) {
 	if err := s.Lock(testCtx(t), "after-close"); err == nil {
 		t.Errorf("Lock after Close succeeded")
 	}
-	if !waitUntil(10*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+	if !wait.Until(10*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after Close, %d before New:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 	}

@@ -123,18 +123,6 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after %s for %s", timeout, what)
-		}
-		time.Sleep(delay)
-	}
-}
-
 // plainAddr returns the test server's host:port.
 func plainAddr(t testing.TB) string {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -99,7 +100,7 @@ func TestLockWithEndedContextLeavesLockFree(t *testing.T) {
 	if err := s.Lock(ctx, "n"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Lock with a cancelled context: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the lock to be free", func() bool {
+	wait.For(t, 5*time.Second, "the lock to be free", func() bool {
 		ok, err := o.TryLock(testCtx(t), "n")
 		return ok && err == nil
 	})
@@ -185,7 +186,7 @@ func TestKeepaliveNoticesLostLock(t *testing.T) {
 	if err := o.Lock(ctx, "n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the keepalive to notice", func() bool {
+	wait.For(t, 5*time.Second, "the keepalive to notice", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.locks["n"].lost.Load()

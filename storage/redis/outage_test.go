@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage/storagetest"
 )
 
@@ -65,11 +66,11 @@ func TestLockSurvivesShortOutage(t *testing.T) {
 	// Cut for less than the TTL: the keepalive fails, then catches up.
 	p.Cut()
 	raw := rawClient(t)
-	waitFor(t, 5*time.Second, "a keepalive to fail", func() bool {
+	wait.For(t, 5*time.Second, "a keepalive to fail", func() bool {
 		return raw.PTTL(ctx, s.lockKey("n")).Val() < 2*time.Second
 	})
 	p.Restore()
-	waitFor(t, 5*time.Second, "the keepalive to refresh the lock again", func() bool {
+	wait.For(t, 5*time.Second, "the keepalive to refresh the lock again", func() bool {
 		return raw.PTTL(ctx, s.lockKey("n")).Val() > 2*time.Second
 	})
 	if err := s.Unlock(ctx, "n"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage/storagetest"
 )
 
@@ -85,7 +86,7 @@ func TestWatchChannelsCloseOnClose(t *testing.T) {
 	if _, err := s.Watch(testCtx(t)); err == nil {
 		t.Fatal("Watch after Close succeeded")
 	}
-	waitFor(t, 10*time.Second, "goroutines to end after Close", func() bool {
+	wait.For(t, 10*time.Second, "goroutines to end after Close", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 }
@@ -110,7 +111,7 @@ func TestWatchSendsResyncAfterReconnect(t *testing.T) {
 	if err := o.Store(ctx, "after", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the change after the reconnect", func() bool {
+	wait.For(t, 10*time.Second, "the change after the reconnect", func() bool {
 		select {
 		case k := <-ch:
 			return k == "after"

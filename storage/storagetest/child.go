@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/certfleet/certfleet/internal/syncbuf"
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -267,7 +268,7 @@ func runChild(t *testing.T, b Backend, spec childSpec) {
 			// cycles in a row.
 			count := filepath.Join(spec.Dir, "count")
 			mine := readCount(count)
-			waitFor(5*time.Millisecond, func() bool { return readCount(count) != mine })
+			wait.Until(5*time.Millisecond, func() bool { return readCount(count) != mine })
 		}
 		say("done")
 	case roleHold:

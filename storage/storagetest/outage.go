@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 // outageOpTimeout bounds each operation while the backend is unreachable.
@@ -68,7 +70,7 @@ func (r *run) testOutage(t *testing.T) {
 
 	restore()
 	restored = true
-	if !waitFor(opTimeout, func() bool { return s.Store(during(), "o/probe", []byte("p")) == nil }) {
+	if !wait.Until(opTimeout, func() bool { return s.Store(during(), "o/probe", []byte("p")) == nil }) {
 		t.Fatalf("Store still fails %v after the backend came back", opTimeout)
 	}
 	for k, v := range acked {

@@ -241,20 +241,6 @@ func opCtx(t testing.TB) context.Context {
 	return ctxFor(t, opTimeout)
 }
 
-// waitFor polls cond until it is true or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(delay)
-	}
-}
-
 // isCtxErr reports whether err is (or wraps) a context error.
 func isCtxErr(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)

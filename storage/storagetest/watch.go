@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -54,7 +55,7 @@ func (r *run) testWatch(t *testing.T) {
 	expect("watched/new", "a Delete")
 
 	cancel()
-	closed := waitFor(opTimeout, func() bool {
+	closed := wait.Until(opTimeout, func() bool {
 		select {
 		case _, ok := <-ch:
 			return !ok
