@@ -45,13 +45,22 @@ const (
 // NewFromEnv returns a Manager for domains (or, when none are given, the
 // names in CERTFLEET_DOMAINS) with every other setting read from CERTFLEET_*
 // variables and the DNS provider's own variables. The README lists them all.
+// Opening the storage is bounded by CERTFLEET_START_TIMEOUT (default 5
+// minutes), so that an unreachable database does not hang the caller.
 // Storage it opens is closed by the Manager's Close.
 func NewFromEnv(domains ...string) (*Manager, error) {
-	return newFromEnv(secretenv.OS, domains)
+	timeout, err := startTimeout(secretenv.OS)
+	if err != nil {
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return newFromEnv(ctx, secretenv.OS, domains)
 }
 
-func newFromEnv(env secretenv.Getenv, domains []string) (*Manager, error) {
-	cfg, closer, err := configFromEnv(env, domains)
+// newFromEnv is NewFromEnv opening storage within ctx.
+func newFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) (*Manager, error) {
+	cfg, closer, err := configFromEnv(ctx, env, domains)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
@@ -66,9 +75,9 @@ func newFromEnv(env secretenv.Getenv, domains []string) (*Manager, error) {
 	return m, nil
 }
 
-// configFromEnv reads a Config from env. The returned closer, if not nil,
-// releases the storage it opened.
-func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, error) {
+// configFromEnv reads a Config from env, opening storage within ctx. The
+// returned closer, if not nil, releases the storage it opened.
+func configFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) (Config, io.Closer, error) {
 	var cfg Config
 	var errs []error
 	get := func(name string) string {
@@ -142,7 +151,7 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 	}
 	var closer io.Closer
 	if u := get(EnvStorage); u != "" {
-		s, err := storage.Open(context.Background(), u)
+		s, err := storage.Open(ctx, u)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("%s: %w", EnvStorage, err)
 		}
@@ -172,6 +181,26 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 		}
 	}
 	return cfg, closer, nil
+}
+
+// defaultStartTimeout is CERTFLEET_START_TIMEOUT's default.
+const defaultStartTimeout = 5 * time.Minute
+
+// startTimeout reads CERTFLEET_START_TIMEOUT.
+func startTimeout(env secretenv.Getenv) (time.Duration, error) {
+	v, err := env.Lookup(EnvStartTimeout)
+	if err != nil {
+		return 0, err
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return defaultStartTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
+	}
+	return d, nil
 }
 
 func splitList(s string) []string {
@@ -206,21 +235,22 @@ func loadRoots(path string) (*x509.CertPool, error) {
 // listener serving certificates for domains, obtained and renewed over
 // DNS-01 with settings from the environment (see NewFromEnv). It returns
 // once every domain has a certificate, or fails after CERTFLEET_START_TIMEOUT
-// (default 5 minutes). Closing the listener stops the Manager behind it.
+// (default 5 minutes), which bounds opening the storage too. Like Start, it
+// keeps every name under management afterwards: renewals, and retries of a
+// name whose renewal fails, go on in the background. Closing the listener
+// stops the Manager behind it.
 func Listen(addr string, domains ...string) (net.Listener, error) {
 	return listen(secretenv.OS, addr, domains)
 }
 
 func listen(env secretenv.Getenv, addr string, domains []string) (net.Listener, error) {
-	timeout := 5 * time.Minute
-	if v, err := env.Lookup(EnvStartTimeout); err != nil {
+	timeout, err := startTimeout(env)
+	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
-	} else if v != "" {
-		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
-			return nil, fmt.Errorf("tlsauto: %s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
-		}
 	}
-	m, err := newFromEnv(env, domains)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m, err := newFromEnv(ctx, env, domains)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +259,6 @@ func listen(env secretenv.Getenv, addr string, domains []string) (net.Listener, 
 		m.Close()
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	if err := m.Start(ctx); err != nil {
 		ln.Close()
 		m.Close()

@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func TestConfigFromEnv(t *testing.T) {
 		EnvPropagationDelay:   "2s",
 		EnvDNSPort:            "5353",
 	}
-	cfg, closer, err := configFromEnv(secretenv.Map(env), nil)
+	cfg, closer, err := configFromEnv(context.Background(), secretenv.Map(env), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestConfigFromEnvErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.env[EnvStorage] = t.TempDir()
-			_, closer, err := configFromEnv(secretenv.Map(tt.env), []string{"example.com"})
+			_, closer, err := configFromEnv(context.Background(), secretenv.Map(tt.env), []string{"example.com"})
 			if closer != nil {
 				closer.Close()
 			}
