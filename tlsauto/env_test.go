@@ -3,6 +3,7 @@ package tlsauto
 import (
 	"context"
 	"encoding/base64"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage/encrypt"
+	_ "github.com/certfleet/certfleet/storage/postgres"
 )
 
 func init() {
@@ -90,5 +92,37 @@ func TestConfigFromEnvErrors(t *testing.T) {
 				t.Fatalf("error shows a secret: %v", err)
 			}
 		})
+	}
+}
+
+func TestNewFromEnvGivesUpOnUnreachableStorageWithinStartTimeout(t *testing.T) {
+	// A server that accepts connections and never answers: the database
+	// host is up, PostgreSQL on it is not.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	silent := ln.Addr().String()
+	t.Setenv(EnvEmail, "ops@example.com")
+	t.Setenv(EnvDNSProvider, "envtest")
+	t.Setenv(EnvStorage, "postgres://postgres@"+silent+"/test?sslmode=disable")
+	t.Setenv(EnvStartTimeout, " 1s ")
+
+	done := make(chan error, 1)
+	go func() {
+		m, err := NewFromEnv("example.com")
+		if m != nil {
+			m.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), EnvStorage) {
+			t.Fatalf("NewFromEnv = %v, want an error about %s", err, EnvStorage)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("NewFromEnv still waits for an unreachable PostgreSQL a minute after %s (1s)", EnvStartTimeout)
 	}
 }
