@@ -51,6 +51,12 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"underscore", func(c *Config) { c.Domains = []string{"a_b.example.com"} }, "only letters"},
 		{"label too long", func(c *Config) { c.Domains = []string{strings.Repeat("a", 64) + ".example.com"} }, "63"},
 		{"invalid IDN", func(c *Config) { c.Domains = []string{"xn--zz.example.com"} }, "Domains[0]"},
+		{"invalid UTF-8", func(c *Config) { c.Domains = []string{"b\xffcher.example"} }, "UTF-8"},
+		{"numeric TLD", func(c *Config) { c.Domains = []string{"example.123"} }, "all digits"},
+		{"short IPv4 form", func(c *Config) { c.Domains = []string{"127.1"} }, "IPv4"},
+		{"hex IPv4 form", func(c *Config) { c.Domains = []string{"0x7f.0.0.1"} }, "IPv4"},
+		{"leading-zero IPv4", func(c *Config) { c.Domains = []string{"1.2.3.04"} }, "IPv4"},
+		{"ideographic dot duplicate", func(c *Config) { c.Domains = []string{"example.com", "example.com\u3002"} }, "list each name once"},
 		{"duplicate", func(c *Config) { c.Domains = []string{"Example.com", "example.com."} }, "list each name once"},
 		{"missing email", func(c *Config) { c.Email = "" }, "Email: required"},
 		{"bad email", func(c *Config) { c.Email = "not-an-email" }, "Email:"},
@@ -92,14 +98,14 @@ func TestNewNormalizesDomains(t *testing.T) {
 	cfg := validConfig()
 	cfg.Storage = nil
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	cfg.Domains = []string{"Example.COM.", "*.Example.com", "bücher.example"}
+	cfg.Domains = []string{"Example.COM.", "*.Example.com", "bücher.example", "www\u3002example\uff0ecom\u3002"}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	got := strings.Join(m.Domains(), " ")
-	if want := "example.com *.example.com xn--bcher-kva.example"; got != want {
+	if want := "example.com *.example.com xn--bcher-kva.example www.example.com"; got != want {
 		t.Fatalf("Domains() = %q, want %q", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -34,10 +35,15 @@ func normalizeNames(field string, names []string) ([]string, error) {
 
 // normalizeDomain checks one name; see normalizeDomains.
 func normalizeDomain(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", fmt.Errorf("not valid UTF-8")
+	}
 	if strings.TrimSpace(raw) != raw {
 		return "", fmt.Errorf("surrounding white space: remove it")
 	}
-	name := strings.TrimSuffix(raw, ".")
+	// IDNA treats the ideographic and full-width full stops as dots; a
+	// trailing one is a trailing dot like any other.
+	name := strings.TrimSuffix(dots.Replace(raw), ".")
 	if name == "" {
 		return "", fmt.Errorf("empty name")
 	}
@@ -79,6 +85,11 @@ func normalizeDomain(raw string) (string, error) {
 			return "", err
 		}
 	}
+	if allDigits(labels[len(labels)-1]) {
+		// 127.1, 1.2.3.04, 0x7f.0.0.1: resolvers and browsers read these
+		// as IPv4 addresses, and no top-level domain is all digits.
+		return "", fmt.Errorf("the last label %q is all digits: this reads as an IPv4 address, not a DNS name", labels[len(labels)-1])
+	}
 	if _, err := netip.ParseAddr(ascii); err == nil {
 		return "", fmt.Errorf("IP addresses cannot be validated over DNS-01: use a DNS name")
 	}
@@ -104,6 +115,18 @@ func checkLabel(l string) error {
 		}
 	}
 	return nil
+}
+
+// dots maps the full stops IDNA accepts as label separators to ".".
+var dots = strings.NewReplacer("\u3002", ".", "\uff0e", ".", "\uff61", ".")
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func isASCII(s string) bool {
