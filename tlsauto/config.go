@@ -119,6 +119,21 @@ type Config struct {
 	// them within seconds. Default: 1 minute.
 	SyncInterval time.Duration
 
+	// ChainRoots are the roots that the certificates served must chain to.
+	// Default: the system roots; a certificate whose chain reaches none of
+	// them (from a private CA) is then served only if its chain is
+	// complete as the CA returned it, each certificate signed by the next.
+	// Set it for a private CA to have chains checked against its root.
+	ChainRoots *x509.CertPool
+
+	// ServeExpired serves a certificate that has expired (or whose
+	// renewal is overdue) when no valid one can be had, for example while
+	// the CA is unreachable: some clients prefer an expired certificate to
+	// a failed handshake. Start still reports such a name as not ready.
+	// Default: off; an expired certificate is never served, and the name
+	// fails its handshakes until a valid certificate arrives.
+	ServeExpired bool
+
 	// ShareNames keeps the names added with Manage (and removed with
 	// Unmanage) in Storage, so that every member of the fleet sharing it
 	// serves the same names: a name managed at one member is served by all
@@ -183,6 +198,8 @@ type settings struct {
 	propagation    dnsprovider.Propagation
 	logger         *slog.Logger
 	shareNames     bool
+	serveExpired   bool
+	chainRoots     *x509.CertPool
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -266,6 +283,8 @@ func (c *Config) validate() (settings, error) {
 		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
 	}
 	s.shareNames = c.ShareNames
+	s.serveExpired = c.ServeExpired
+	s.chainRoots = c.ChainRoots
 	s.logger = c.Logger
 	if s.logger == nil {
 		s.logger = slog.Default()

@@ -13,6 +13,10 @@ const (
 	Obtained EventKind = "obtained" // a new certificate was obtained
 	Renewed  EventKind = "renewed"  // a certificate was renewed
 	Failed   EventKind = "failed"   // obtaining or renewing failed; Err says why
+	// Quarantined: stored data for the name (its certificate, key or the
+	// ACME account) could not be used and was moved aside under
+	// certfleet/quarantine/ to be obtained anew; Err says why.
+	Quarantined EventKind = "quarantined"
 )
 
 // Event reports a change to one managed certificate.
@@ -56,8 +60,13 @@ func (m *Manager) emit(ctx context.Context, name string, data map[string]any) er
 	} else {
 		m.log.Info("certificate "+string(e.Kind), "name", e.Name, "issuer", e.Issuer)
 	}
+	m.emitEvent(e)
+	return nil
+}
+
+// emitEvent passes e to Config.OnEvent, if set.
+func (m *Manager) emitEvent(e Event) {
 	if m.onEvent != nil {
 		m.onEvent(e)
 	}
-	return nil
 }

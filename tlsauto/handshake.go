@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -198,7 +199,7 @@ func (m *Manager) reload(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return m.publish(name, cert), nil
+	return m.publish(name, cert, "storage"), nil
 }
 
 // load reads the certificate and key of a managed name from storage.
@@ -222,20 +223,26 @@ func (m *Manager) load(ctx context.Context, name string) (*tls.Certificate, erro
 	return &cert, nil
 }
 
-// cached returns the certificate certmagic's cache holds for a managed
-// name, sharing its parsed form instead of reading storage again; nil if
-// there is none.
-func (m *Manager) cached(name string) *tls.Certificate {
+// cached returns the newest certificate certmagic's cache holds for a
+// managed name that verifies for it, sharing its parsed form instead of
+// reading storage again, and certmagic's view of it; nil if there is none.
+func (m *Manager) cached(name string) (*tls.Certificate, certmagic.Certificate) {
 	var best *tls.Certificate
+	var bestCM certmagic.Certificate
+	now := time.Now()
 	for _, c := range m.cache.AllMatchingCertificates(name) {
 		if c.Leaf == nil || !slices.Contains(c.Names, name) {
 			continue
 		}
-		if tc := c.Certificate; best == nil || newer(&tc, best) {
-			best = &tc
+		tc := c.Certificate
+		if err := m.verify(name, &tc, now); err != nil {
+			continue
+		}
+		if best == nil || newer(&tc, best) {
+			best, bestCM = &tc, c
 		}
 	}
-	return best
+	return best, bestCM
 }
 
 // reloadAll reloads every managed name, ignoring names not yet in storage.

@@ -228,18 +228,26 @@ func (m *Manager) work(e *entry) {
 			m.forget(e.name)
 		}
 	}()
+	healedAt := 0
 	for attempt := 1; ; attempt++ {
-		cert, err := m.attempt(e.ctx, e.name)
+		err := m.attempt(e.ctx, e.name)
 		if e.ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			m.publish(e.name, cert)
 			m.mu.Lock()
 			e.managed, e.lastErr, e.attempts = true, nil, attempt
 			m.notifyLocked()
 			m.mu.Unlock()
 			return
+		}
+		// Unusable stored data is moved aside and obtained anew at once
+		// (once in a row: if healing does not help, back off).
+		if healedAt != attempt-1 || attempt == 1 {
+			if m.heal(e.ctx, e.name) {
+				healedAt = attempt
+				continue
+			}
 		}
 		final := permanent(err)
 		m.mu.Lock()
@@ -267,30 +275,67 @@ func (m *Manager) work(e *entry) {
 	}
 }
 
-// attempt loads the certificate of name from storage into certmagic's
-// cache, or obtains it, and returns the certificate to serve.
-func (m *Manager) attempt(ctx context.Context, name string) (*tls.Certificate, error) {
+// attempt brings name under certmagic's management, which loads its
+// certificate from storage or obtains it, and serves the newest certificate
+// for it that verifies. It succeeds only when that certificate is valid now
+// and not due for a renewal that failed: a name served with an expiring
+// (or, with ServeExpired, expired) certificate because the CA cannot be
+// reached is not ready, and is tried again.
+func (m *Manager) attempt(ctx context.Context, name string) error {
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	defer func() { <-m.sem }()
-	if err := m.magic.ManageSync(ctx, []string{name}); err != nil {
-		return nil, err
+	err := m.magic.ManageSync(ctx, []string{name})
+	cert, cm := m.cached(name)
+	if cert == nil {
+		// certmagic may hold nothing (it failed), or nothing that
+		// verifies; another member may have stored a good one.
+		if c, lerr := m.load(ctx, name); lerr == nil && m.verify(name, c, time.Now()) == nil {
+			cert = c
+		}
 	}
-	if c := m.cached(name); c != nil {
-		return c, nil
+	if cert != nil {
+		m.publish(name, cert, "cache")
 	}
-	c, err := m.load(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("loading the certificate to serve it: %w", err)
+		return err
 	}
-	return c, nil
+	if cm.Leaf == nil {
+		return fmt.Errorf("no certificate that verifies for it: %w", m.whyNotServable(name))
+	}
+	if cm.Expired() || cm.NeedsRenewal(m.magic) {
+		if err := m.magic.RenewCertSync(ctx, name, false); err != nil {
+			return fmt.Errorf("renewing its certificate, which expires %s: %w", cm.Leaf.NotAfter.UTC().Format(time.RFC3339), err)
+		}
+		if cert, _ := m.cached(name); cert != nil {
+			m.publish(name, cert, "renewal")
+		}
+	}
+	return nil
 }
 
-// publish serves cert for name, unless name was unmanaged meanwhile.
-func (m *Manager) publish(name string, cert *tls.Certificate) bool {
+// whyNotServable says why none of certmagic's cached certificates for name
+// verifies.
+func (m *Manager) whyNotServable(name string) error {
+	err := errors.New("certmagic holds no certificate for it")
+	for _, c := range m.cache.AllMatchingCertificates(name) {
+		tc := c.Certificate
+		if verr := m.verify(name, &tc, time.Now()); verr != nil {
+			err = verr
+		}
+	}
+	return err
+}
+
+// publish serves cert for name, unless it does not verify or name was
+// unmanaged meanwhile.
+func (m *Manager) publish(name string, cert *tls.Certificate, source string) bool {
+	if m.checkServable(name, cert, source) != nil {
+		return false
+	}
 	changed := m.served.set(name, cert)
 	if !m.isManaged(name) {
 		// Unmanage removed the name between our check and the set, or

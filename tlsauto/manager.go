@@ -150,6 +150,9 @@ func (m *Manager) start(ctx context.Context) {
 			}
 		}
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
+		if !m.s.serveExpired {
+			m.wg.Go(func() { m.expiryLoop(m.ctx) })
+		}
 	})
 }
 
