@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
@@ -47,10 +48,10 @@ const (
 // variables and the DNS provider's own variables. The README lists them all.
 // Storage it opens is closed by the Manager's Close.
 func NewFromEnv(domains ...string) (*Manager, error) {
-	return newFromEnv(secretenv.OS, domains)
+	return newFromEnv(os.Getenv, domains)
 }
 
-func newFromEnv(env secretenv.Getenv, domains []string) (*Manager, error) {
+func newFromEnv(env func(string) string, domains []string) (*Manager, error) {
 	cfg, closer, err := configFromEnv(env, domains)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
@@ -68,11 +69,11 @@ func newFromEnv(env secretenv.Getenv, domains []string) (*Manager, error) {
 
 // configFromEnv reads a Config from env. The returned closer, if not nil,
 // releases the storage it opened.
-func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, error) {
+func configFromEnv(env func(string) string, domains []string) (Config, io.Closer, error) {
 	var cfg Config
 	var errs []error
 	get := func(name string) string {
-		v, err := env.Lookup(name)
+		v, err := secretenv.Lookup(env, name)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -102,7 +103,7 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 	cfg.PropagationTimeout = getDuration(get, EnvPropagationTimeout, &errs)
 	cfg.PropagationDelay = getDuration(get, EnvPropagationDelay, &errs)
 	if v := get(EnvPropagationCheck); v != "" {
-		p, err := dnsprovider.ParsePropagation(v)
+		p, err := dns01.ParsePropagation(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", EnvPropagationCheck, err))
 		}
@@ -208,12 +209,12 @@ func loadRoots(path string) (*x509.CertPool, error) {
 // once every domain has a certificate, or fails after CERTFLEET_START_TIMEOUT
 // (default 5 minutes). Closing the listener stops the Manager behind it.
 func Listen(addr string, domains ...string) (net.Listener, error) {
-	return listen(secretenv.OS, addr, domains)
+	return listen(os.Getenv, addr, domains)
 }
 
-func listen(env secretenv.Getenv, addr string, domains []string) (net.Listener, error) {
+func listen(env func(string) string, addr string, domains []string) (net.Listener, error) {
 	timeout := 5 * time.Minute
-	if v, err := env.Lookup(EnvStartTimeout); err != nil {
+	if v, err := secretenv.Lookup(env, EnvStartTimeout); err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	} else if v != "" {
 		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
