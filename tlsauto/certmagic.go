@@ -2,11 +2,16 @@ package tlsauto
 
 import (
 	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
@@ -52,7 +57,23 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 // another library in the process configured can leak into this Manager.
 // HTTP-01 and TLS-ALPN-01 are disabled: solver solves DNS-01, the only
 // challenge offered.
-func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config) {
+//
+// certmagic reads its globals in two places this cannot undo afterwards:
+// NewACMEIssuer builds the ACME HTTP client from TrustedRoots and Resolver
+// at once, so both are given explicitly here (the system roots when
+// CARoots is nil, the system's resolver when another library set
+// certmagic.DefaultACME.Resolver); and the lease asked of a
+// LockLeaseRenewer adds DefaultACME.CertObtainTimeout, which certfleet's
+// backends never let shorten a lease.
+func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config, error) {
+	roots := c.CARoots
+	if roots == nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, nil, fmt.Errorf("CARoots: not set, and the system roots cannot be read (%w): set CARoots", err)
+		}
+		roots = pool
+	}
 	zlog := newZapLogger(s.logger)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
@@ -70,6 +91,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: s.keyType},
 		Storage:            store,
 		Logger:             zlog,
+		Issuers:            []certmagic.Issuer{}, // not nil: New would build one from DefaultACME
 	}
 	magic = certmagic.New(cache, template)
 	// Undo what New inherited from certmagic.Default for fields we leave zero.
@@ -91,7 +113,9 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 		DisableHTTPChallenge:    true,
 		DisableTLSALPNChallenge: true,
 		DNS01Solver:             solver,
-		TrustedRoots:            c.CARoots,
+		TrustedRoots:            roots,
+		Resolver:                acmeResolver(),
+		CertObtainTimeout:       certObtainTimeout,
 		HTTPProxy:               http.ProxyFromEnvironment,
 		Logger:                  zlog.Named("acme"),
 	})
@@ -104,10 +128,28 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	iss.AccountKeyPEM = ""
 	iss.NotBefore, iss.NotAfter = 0, 0
 	iss.DNS01Solver = solver
-	iss.CertObtainTimeout = 0
-	iss.Resolver = ""
+	iss.CertObtainTimeout = certObtainTimeout
 	iss.NewAccountFunc = nil
 	iss.PreferredChains = certmagic.ChainPreference{}
 	magic.Issuers = []certmagic.Issuer{iss}
-	return cache, magic
+	return cache, magic, nil
+}
+
+// certObtainTimeout bounds the ACME client's polling of an order (the
+// ACME client's own default, set so that certmagic.DefaultACME's value
+// does not apply).
+const certObtainTimeout = 5 * time.Minute
+
+// acmeResolver is the DNS server through which the ACME server's host name
+// is resolved: "" (the system's resolver, as any Go program) unless another
+// library set certmagic.DefaultACME.Resolver, which certmagic would apply
+// to every issuer; then the system's first nameserver is named explicitly.
+func acmeResolver() string {
+	if certmagic.DefaultACME.Resolver == "" {
+		return ""
+	}
+	if cc, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil && len(cc.Servers) > 0 {
+		return net.JoinHostPort(cc.Servers[0], cc.Port)
+	}
+	return "127.0.0.1:53"
 }

@@ -120,6 +120,15 @@ type Config struct {
 	// them within seconds. Default: 1 minute.
 	SyncInterval time.Duration
 
+	// ShareNames keeps the names added with Manage (and removed with
+	// Unmanage) in Storage, so that every member of the fleet sharing it
+	// serves the same names: a name managed at one member is served by all
+	// within the time a certificate takes to reach them (seconds with a
+	// change feed, SyncInterval otherwise), with one order per name across
+	// the fleet. Names of Domains are managed whatever the shared set says.
+	// Default: off; Manage and Unmanage act on this Manager only.
+	ShareNames bool
+
 	// StagingRetries makes retries after a failed attempt against
 	// LetsEncrypt go to LetsEncryptStaging first (certmagic's TestCA), to
 	// spare production rate limits. Default: off; every attempt goes to CA.
@@ -174,13 +183,14 @@ type settings struct {
 	propagationTTL time.Duration
 	propagation    dns01.Propagation
 	logger         *slog.Logger
+	shareNames     bool
 }
 
 // validate checks c and fills in defaults. Every error names the field.
 func (c *Config) validate() (settings, error) {
 	var s settings
 	var err error
-	if s.domains, err = normalizeDomains(c.Domains); err != nil {
+	if s.domains, err = normalizeNames("Domains", c.Domains); err != nil {
 		return s, err
 	}
 	if s.email, err = checkEmail(c.Email); err != nil {
@@ -256,6 +266,7 @@ func (c *Config) validate() (settings, error) {
 	if c.DNSPort < 0 || c.DNSPort > 65535 {
 		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
 	}
+	s.shareNames = c.ShareNames
 	s.logger = c.Logger
 	if s.logger == nil {
 		s.logger = slog.Default()

@@ -46,13 +46,22 @@ const (
 // NewFromEnv returns a Manager for domains (or, when none are given, the
 // names in CERTFLEET_DOMAINS) with every other setting read from CERTFLEET_*
 // variables and the DNS provider's own variables. The README lists them all.
+// Opening the storage is bounded by CERTFLEET_START_TIMEOUT (default 5
+// minutes), so that an unreachable database does not hang the caller.
 // Storage it opens is closed by the Manager's Close.
 func NewFromEnv(domains ...string) (*Manager, error) {
-	return newFromEnv(os.Getenv, domains)
+	timeout, err := startTimeout(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return newFromEnv(ctx, os.Getenv, domains)
 }
 
-func newFromEnv(env func(string) string, domains []string) (*Manager, error) {
-	cfg, closer, err := configFromEnv(env, domains)
+// newFromEnv is NewFromEnv opening storage within ctx.
+func newFromEnv(ctx context.Context, env func(string) string, domains []string) (*Manager, error) {
+	cfg, closer, err := configFromEnv(ctx, env, domains)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
@@ -67,9 +76,9 @@ func newFromEnv(env func(string) string, domains []string) (*Manager, error) {
 	return m, nil
 }
 
-// configFromEnv reads a Config from env. The returned closer, if not nil,
-// releases the storage it opened.
-func configFromEnv(env func(string) string, domains []string) (Config, io.Closer, error) {
+// configFromEnv reads a Config from env, opening storage within ctx. The
+// returned closer, if not nil, releases the storage it opened.
+func configFromEnv(ctx context.Context, env func(string) string, domains []string) (Config, io.Closer, error) {
 	var cfg Config
 	var errs []error
 	get := func(name string) string {
@@ -143,7 +152,7 @@ func configFromEnv(env func(string) string, domains []string) (Config, io.Closer
 	}
 	var closer io.Closer
 	if u := get(EnvStorage); u != "" {
-		s, err := storage.Open(context.Background(), u)
+		s, err := storage.Open(ctx, u)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("%s: %w", EnvStorage, err)
 		}
@@ -173,6 +182,26 @@ func configFromEnv(env func(string) string, domains []string) (Config, io.Closer
 		}
 	}
 	return cfg, closer, nil
+}
+
+// defaultStartTimeout is CERTFLEET_START_TIMEOUT's default.
+const defaultStartTimeout = 5 * time.Minute
+
+// startTimeout reads CERTFLEET_START_TIMEOUT.
+func startTimeout(env func(string) string) (time.Duration, error) {
+	v, err := secretenv.Lookup(env, EnvStartTimeout)
+	if err != nil {
+		return 0, err
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return defaultStartTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
+	}
+	return d, nil
 }
 
 func splitList(s string) []string {
@@ -207,21 +236,22 @@ func loadRoots(path string) (*x509.CertPool, error) {
 // listener serving certificates for domains, obtained and renewed over
 // DNS-01 with settings from the environment (see NewFromEnv). It returns
 // once every domain has a certificate, or fails after CERTFLEET_START_TIMEOUT
-// (default 5 minutes). Closing the listener stops the Manager behind it.
+// (default 5 minutes), which bounds opening the storage too. Like Start, it
+// keeps every name under management afterwards: renewals, and retries of a
+// name whose renewal fails, go on in the background. Closing the listener
+// stops the Manager behind it.
 func Listen(addr string, domains ...string) (net.Listener, error) {
 	return listen(os.Getenv, addr, domains)
 }
 
 func listen(env func(string) string, addr string, domains []string) (net.Listener, error) {
-	timeout := 5 * time.Minute
-	if v, err := secretenv.Lookup(env, EnvStartTimeout); err != nil {
+	timeout, err := startTimeout(env)
+	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
-	} else if v != "" {
-		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
-			return nil, fmt.Errorf("tlsauto: %s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
-		}
 	}
-	m, err := newFromEnv(env, domains)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m, err := newFromEnv(ctx, env, domains)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +260,6 @@ func listen(env func(string) string, addr string, domains []string) (net.Listene
 		m.Close()
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	if err := m.Start(ctx); err != nil {
 		ln.Close()
 		m.Close()

@@ -1,7 +1,9 @@
 package tlsauto
 
 import (
+	"context"
 	"encoding/base64"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage/encrypt"
+	_ "github.com/certfleet/certfleet/storage/postgres"
 )
 
 func init() {
@@ -35,7 +38,7 @@ func TestConfigFromEnv(t *testing.T) {
 		EnvPropagationDelay:   "2s",
 		EnvDNSPort:            "5353",
 	}
-	cfg, closer, err := configFromEnv(secretenv.Map(env), nil)
+	cfg, closer, err := configFromEnv(context.Background(), secretenv.Map(env), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +82,7 @@ func TestConfigFromEnvErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.env[EnvStorage] = t.TempDir()
-			_, closer, err := configFromEnv(secretenv.Map(tt.env), []string{"example.com"})
+			_, closer, err := configFromEnv(context.Background(), secretenv.Map(tt.env), []string{"example.com"})
 			if closer != nil {
 				closer.Close()
 			}
@@ -90,5 +93,37 @@ func TestConfigFromEnvErrors(t *testing.T) {
 				t.Fatalf("error shows a secret: %v", err)
 			}
 		})
+	}
+}
+
+func TestNewFromEnvGivesUpOnUnreachableStorageWithinStartTimeout(t *testing.T) {
+	// A server that accepts connections and never answers: the database
+	// host is up, PostgreSQL on it is not.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	silent := ln.Addr().String()
+	t.Setenv(EnvEmail, "ops@example.com")
+	t.Setenv(EnvDNSProvider, "envtest")
+	t.Setenv(EnvStorage, "postgres://postgres@"+silent+"/test?sslmode=disable")
+	t.Setenv(EnvStartTimeout, " 1s ")
+
+	done := make(chan error, 1)
+	go func() {
+		m, err := NewFromEnv("example.com")
+		if m != nil {
+			m.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), EnvStorage) {
+			t.Fatalf("NewFromEnv = %v, want an error about %s", err, EnvStorage)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("NewFromEnv still waits for an unreachable PostgreSQL a minute after %s (1s)", EnvStartTimeout)
 	}
 }

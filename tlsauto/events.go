@@ -25,41 +25,39 @@ type Event struct {
 	Time    time.Time // when it happened
 }
 
-// emit returns certmagic's OnEvent hook, translating its events into ours
-// and logging them.
-func (m *Manager) emit(user func(Event)) func(context.Context, string, map[string]any) error {
-	return func(ctx context.Context, name string, data map[string]any) error {
-		var e Event
-		switch name {
-		case "cert_obtained":
-			e.Kind = Obtained
-		case "cert_failed":
-			e.Kind = Failed
-		default:
-			return nil
-		}
-		e.Time = time.Now()
-		e.Name, _ = data["identifier"].(string)
-		e.Issuer, _ = data["issuer"].(string)
-		e.Renewal, _ = data["renewal"].(bool)
-		e.Err, _ = data["error"].(error)
-		if e.Kind == Obtained && e.Renewal {
-			e.Kind = Renewed
-		}
-		if e.Kind != Failed {
-			// Serve it now; the handshake path never reads storage.
-			if _, err := m.reload(ctx, e.Name); err != nil {
-				m.log.Error("loading the new certificate to serve it", "name", e.Name, "error", err)
-			}
-		}
-		if e.Kind == Failed {
-			m.log.Error("certificate "+string(e.Kind), "name", e.Name, "renewal", e.Renewal, "error", e.Err)
-		} else {
-			m.log.Info("certificate "+string(e.Kind), "name", e.Name, "issuer", e.Issuer)
-		}
-		if user != nil {
-			user(e)
-		}
+// emit is certmagic's OnEvent hook: it translates certmagic's events into
+// ours and logs them.
+func (m *Manager) emit(ctx context.Context, name string, data map[string]any) error {
+	var e Event
+	switch name {
+	case "cert_obtained":
+		e.Kind = Obtained
+	case "cert_failed":
+		e.Kind = Failed
+	default:
 		return nil
 	}
+	e.Time = time.Now()
+	e.Name, _ = data["identifier"].(string)
+	e.Issuer, _ = data["issuer"].(string)
+	e.Renewal, _ = data["renewal"].(bool)
+	e.Err, _ = data["error"].(error)
+	if e.Kind == Obtained && e.Renewal {
+		e.Kind = Renewed
+	}
+	if e.Kind != Failed {
+		// Serve it now; the handshake path never reads storage.
+		if _, err := m.reload(ctx, e.Name); err != nil {
+			m.log.Error("loading the new certificate to serve it", "name", e.Name, "error", err)
+		}
+	}
+	if e.Kind == Failed {
+		m.log.Error("certificate "+string(e.Kind), "name", e.Name, "renewal", e.Renewal, "error", e.Err)
+	} else {
+		m.log.Info("certificate "+string(e.Kind), "name", e.Name, "issuer", e.Issuer)
+	}
+	if m.onEvent != nil {
+		m.onEvent(e)
+	}
+	return nil
 }

@@ -2,16 +2,14 @@ package tlsauto_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
-	"github.com/certfleet/certfleet/internal/testacme"
-	"github.com/certfleet/certfleet/storage/file"
+	"github.com/certfleet/certfleet/dnsprovider/cloudflare"
 	"github.com/certfleet/certfleet/tlsauto"
 )
 
@@ -26,54 +24,56 @@ func ExampleListen() {
 	})))
 }
 
-// A Manager against the in-process test CA and DNS server; in production,
-// CA is left empty (Let's Encrypt) and DNS is a real provider such as
-// dnsprovider/cloudflare.
+// A Manager with a Cloudflare DNS provider and certificates on disk, as a
+// production server builds it.
 func ExampleNew() {
-	world, err := testacme.New(testacme.Options{Zones: []string{"example.test"}})
+	dns, err := cloudflare.New(cloudflare.Config{APIToken: os.Getenv("CLOUDFLARE_API_TOKEN")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer world.Close()
-	dir, err := os.MkdirTemp("", "certfleet-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	store, err := file.New(file.Config{Dir: dir})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer store.Close()
-
 	m, err := tlsauto.New(tlsauto.Config{
-		Domains:            []string{"example.test", "*.example.test"},
-		Email:              "ops@example.test",
-		CA:                 world.DirectoryURL(),
-		CARoots:            world.ACMERoots(),
-		DNS:                world.Provider(),
-		Storage:            store,
-		Resolvers:          []string{world.DNSAddr()},
-		PropagationTimeout: -1,
-		Logger:             slog.New(slog.DiscardHandler),
+		Domains: []string{"example.com", "*.example.com"},
+		Email:   "ops@example.com",
+		DNS:     dns,
+		Logger:  slog.Default(),
 	})
+	if err != nil {
+		log.Fatal(err) // every bad setting is reported here, naming the field
+	}
+	defer m.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		// The names that are not served yet stay under management and are
+		// retried in the background; a server may also start without them.
+		log.Fatal(err)
+	}
+	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// Names can be added and removed while the server runs, for example when a
+// customer of a SaaS adds a domain. With Config.ShareNames every member of
+// the fleet that shares the storage serves the new name too.
+func ExampleManager_Manage() {
+	m, err := tlsauto.NewFromEnv("app.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.Start(context.Background()); err != nil {
+	ctx := context.Background()
+	if err := m.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
 
-	// srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig()}
-	cert, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "www.example.test"})
-	if err != nil {
-		log.Fatal(err)
+	// Returns once the name is served; it stays managed even if ctx ends first.
+	if err := m.Manage(ctx, "shop.customer.example"); err != nil {
+		log.Print(err)
 	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		log.Fatal(err)
+	fmt.Println(m.Domains())
+
+	if err := m.Unmanage(ctx, "shop.customer.example"); err != nil {
+		log.Print(err)
 	}
-	fmt.Println(leaf.DNSNames)
-	// Output: [*.example.test]
 }

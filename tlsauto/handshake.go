@@ -31,6 +31,9 @@ type snapshot struct {
 type served struct {
 	cur atomic.Pointer[snapshot]
 	mu  sync.Mutex // writers only
+
+	pmu     sync.Mutex // guards pending
+	pending []*change  // waiting for the next writer to publish them
 }
 
 func (s *served) load() *snapshot {
@@ -44,15 +47,54 @@ func (s *served) load() *snapshot {
 // "*.example.com") serving cert, unless the snapshot already holds a newer
 // certificate for it (a late reload never goes back in time). It reports
 // whether it changed what is served.
+//
+// Concurrent calls are committed together: whoever takes the writer lock
+// publishes every pending change in one copy of the snapshot, so that
+// thousands of names coming under management at once do not copy it once
+// each.
 func (s *served) set(name string, cert *tls.Certificate) bool {
-	return s.setMany([]string{name}, []*tls.Certificate{cert}) > 0
-}
-
-// setMany is set for many names at once, with one copy of the snapshot;
-// nil certificates are skipped. It returns how many names changed.
-func (s *served) setMany(names []string, certs []*tls.Certificate) int {
+	c := &change{name: name, cert: cert}
+	s.pmu.Lock()
+	s.pending = append(s.pending, c)
+	s.pmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pmu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.pmu.Unlock()
+	if len(batch) > 0 {
+		s.apply(batch)
+	}
+	return c.changed
+}
+
+// change is one name's pending update: a certificate to serve, or nil to
+// stop serving the name.
+type change struct {
+	name    string
+	cert    *tls.Certificate
+	changed bool // set by apply
+}
+
+// remove stops serving name.
+func (s *served) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apply([]*change{{name: name}})
+}
+
+// has reports whether a certificate is served for the managed name.
+func (s *served) has(name string) bool {
+	snap := s.load()
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		return snap.wild[rest] != nil
+	}
+	return snap.exact[name] != nil
+}
+
+// apply publishes changes in one new snapshot. Called with s.mu held.
+func (s *served) apply(changes []*change) {
 	old := s.load()
 	next := &snapshot{exact: maps.Clone(old.exact), wild: maps.Clone(old.wild)}
 	if next.exact == nil {
@@ -61,25 +103,27 @@ func (s *served) setMany(names []string, certs []*tls.Certificate) int {
 	if next.wild == nil {
 		next.wild = map[string]*tls.Certificate{}
 	}
-	changed := 0
-	for i, name := range names {
-		if certs[i] == nil {
-			continue
-		}
-		m, key := next.exact, name
-		if rest, ok := strings.CutPrefix(name, "*."); ok {
+	n := 0
+	for _, c := range changes {
+		m, key := next.exact, c.name
+		if rest, ok := strings.CutPrefix(c.name, "*."); ok {
 			m, key = next.wild, rest
 		}
-		if cur, ok := m[key]; ok && !newer(certs[i], cur) {
+		cur, ok := m[key]
+		switch {
+		case c.cert == nil && ok:
+			delete(m, key)
+		case c.cert == nil, ok && !newer(c.cert, cur):
 			continue
+		default:
+			m[key] = c.cert
 		}
-		m[key] = certs[i]
-		changed++
+		c.changed = true
+		n++
 	}
-	if changed > 0 {
+	if n > 0 {
 		s.cur.Store(next)
 	}
-	return changed
 }
 
 // newer reports whether a should replace b: it was issued later or, issued
@@ -154,7 +198,7 @@ func (m *Manager) reload(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return m.served.set(name, cert), nil
+	return m.publish(name, cert), nil
 }
 
 // load reads the certificate and key of a managed name from storage.
@@ -197,9 +241,13 @@ func (m *Manager) cached(name string) *tls.Certificate {
 // reloadAll reloads every managed name, ignoring names not yet in storage.
 func (m *Manager) reloadAll(ctx context.Context) error {
 	var errs []error
-	for _, name := range m.s.domains {
-		if _, err := m.reload(ctx, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, name := range m.Domains() {
+		changed, err := m.reload(ctx, name)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
+		}
+		if changed {
+			m.retryNow(name)
 		}
 	}
 	return errors.Join(errs...)

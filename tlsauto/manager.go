@@ -13,13 +13,17 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
-	"github.com/mholt/acmez/v3/acme"
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // Manager obtains, renews and serves the certificates of one Config. Create
 // it with New, call Start, serve with TLSConfig, and Close it when done.
+//
+// Every managed name stays under management from Start (or Manage) until
+// Unmanage or Close: a name whose certificate cannot be had yet is retried
+// in the background, and a certificate another member of the fleet stores
+// for it is served as soon as the Manager sees it.
 type Manager struct {
 	s       settings
 	magic   *certmagic.Config
@@ -27,6 +31,7 @@ type Manager struct {
 	storage certmagic.Storage
 	log     *slog.Logger
 	dns01   *dns01.Solver // nil when a test replaced it
+	onEvent func(Event)
 
 	// served is what the handshake path reads.
 	served served
@@ -34,23 +39,45 @@ type Manager struct {
 	// closer releases storage the Manager opened itself (the default).
 	closer io.Closer
 
-	// ctx ends when Close is called; every background activity ends with it.
-	ctx       context.Context
-	cancel    context.CancelFunc
-	syncOnce  sync.Once
-	wg        sync.WaitGroup // background goroutines
-	closeOnce sync.Once
-	closeErr  error
+	// ctx ends when Shutdown begins; every background activity ends with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background goroutines
+	begin  sync.Once      // starts the solver's lease and the storage sync
+	sem    chan struct{}  // bounds concurrent attempts
+
+	mu      sync.Mutex
+	names   map[string]*entry // managed names
+	keys    map[string]string // storage keys of their certificates and keys → name
+	changed chan struct{}     // closed and replaced when an entry's state changes
+
+	shutdownOnce sync.Once
+	shutdownDone chan struct{} // closed when shutdown is complete
+	shutdownErr  error
 }
 
-// New validates cfg and returns a Manager for it. It does no network I/O;
-// certificates are loaded or obtained by Start.
+// New validates cfg and returns a Manager for it. It does no network I/O
+// and starts nothing; the Manager opens the default storage directory when
+// cfg.Storage is nil. Start (or Manage) begins the work: the DNS-01
+// solver's lease and sweeping in storage, following storage for
+// certificates that other members store, and obtaining or loading
+// certificates, which certmagic's maintenance then renews. Close or
+// Shutdown ends all of it.
 func New(cfg Config) (*Manager, error) {
 	s, err := cfg.validate()
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	m := &Manager{s: s, log: s.logger.With("component", "certfleet")}
+	m := &Manager{
+		s:            s,
+		log:          s.logger.With("component", "certfleet"),
+		onEvent:      cfg.OnEvent,
+		sem:          make(chan struct{}, attemptConcurrency),
+		names:        make(map[string]*entry),
+		keys:         make(map[string]string),
+		changed:      make(chan struct{}),
+		shutdownDone: make(chan struct{}),
+	}
 	store := cfg.Storage
 	if store == nil {
 		st, closer, err := defaultStorage()
@@ -72,109 +99,66 @@ func New(cfg Config) (*Manager, error) {
 		}
 		solver = m.dns01
 	}
+	if m.cache, m.magic, err = newCertmagic(cfg, s, store, solver, m.emit); err != nil {
+		if m.closer != nil {
+			m.closer.Close()
+		}
+		return nil, fmt.Errorf("tlsauto: %w", err)
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.cache, m.magic = newCertmagic(cfg, s, store, solver, m.emit(cfg.OnEvent))
 	return m, nil
 }
 
-// Start loads the certificates of every domain from storage, or obtains
-// them, and returns once each domain has a valid certificate. Failed
-// attempts are retried with backoff until ctx ends, except when the CA
-// rejects the request for good (a rejected identifier, say). Renewal goes on
-// in the background after Start returns, until Close.
+// attemptConcurrency bounds how many names are being obtained or loaded at
+// once, so that thousands of names do not all hit storage and the CA
+// together.
+const attemptConcurrency = 64
+
+// Start brings every name of Config.Domains under management and returns
+// nil once each is served, loading certificates from storage or obtaining
+// them. When ctx ends first, or the CA refuses a name for good, Start
+// returns an error naming each name not served with its last error; the
+// names stay under management all the same and are retried in the
+// background (with capped, jittered backoff that honours the CA's
+// Retry-After) until they are served, except those the CA refused for
+// good. Renewal goes on in the background until Close.
+//
+// Calling Start again waits for the same names again.
 func (m *Manager) Start(ctx context.Context) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	unwatch := context.AfterFunc(m.ctx, stop) // Close interrupts Start
-	defer unwatch()
-	// The DNS-01 solver takes its lease in storage and sweeps challenge
-	// records that members which died left behind.
-	if m.dns01 != nil {
-		if err := m.dns01.Start(ctx); err != nil {
-			return fmt.Errorf("tlsauto: %w", err)
+	if err := m.alive(); err != nil {
+		return err
+	}
+	m.start(ctx)
+	if m.s.shareNames {
+		if err := m.reconcileShared(ctx); err != nil {
+			m.log.Warn("reading the shared set of names", "error", err)
 		}
 	}
+	m.add(m.s.domains, true)
+	return m.await(ctx, m.s.domains)
+}
 
-	errs := make([]error, len(m.s.domains))
-	certs := make([]*tls.Certificate, len(m.s.domains))
-	sem := make(chan struct{}, startConcurrency)
-	var wg sync.WaitGroup
-	for i, name := range m.s.domains {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			certs[i], errs[i] = m.manageOne(ctx, name)
-		})
-	}
-	wg.Wait()
-	// One new snapshot for all names: publishing them one by one would copy
-	// the snapshot once per name.
-	m.served.setMany(m.s.domains, certs)
-	// Follow storage even when some names failed: what other members
-	// obtain for them is served as soon as it is stored.
-	m.syncOnce.Do(func() {
+// start begins the background work common to every name, once.
+func (m *Manager) start(ctx context.Context) {
+	m.begin.Do(func() {
+		// The DNS-01 solver takes its lease in storage and sweeps challenge
+		// records that members which died left behind. If storage cannot
+		// be reached now, the solver starts with the first challenge.
+		if m.dns01 != nil {
+			if err := m.dns01.Start(ctx); err != nil {
+				m.log.Warn("starting the DNS-01 solver; will retry with the first challenge", "error", err)
+			}
+		}
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
 	})
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tlsauto: %w", err)
+}
+
+// alive returns an error once Shutdown has begun.
+func (m *Manager) alive() error {
+	if m.ctx.Err() != nil {
+		return errors.New("tlsauto: the Manager is shut down")
 	}
 	return nil
-}
-
-// startConcurrency bounds how many names Start brings under management at
-// once, so that thousands of names do not all hit storage together.
-const startConcurrency = 64
-
-// manageOne brings one name under management, retrying until ctx ends, and
-// returns the certificate to serve for it.
-func (m *Manager) manageOne(ctx context.Context, name string) (*tls.Certificate, error) {
-	backoff := time.Second
-	for {
-		err := m.magic.ManageSync(ctx, []string{name})
-		if err == nil {
-			if c := m.cached(name); c != nil {
-				return c, nil
-			}
-			c, lerr := m.load(ctx, name)
-			if lerr == nil {
-				return c, nil
-			}
-			err = fmt.Errorf("loading the certificate to serve it: %w", lerr)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
-		}
-		if permanent(err) {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		m.log.Warn("could not get certificate; will retry", "name", name, "retry_in", backoff, "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%s: %w (last attempt: %v)", name, ctx.Err(), err)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Minute)
-	}
-}
-
-// permanent reports whether an error is the CA's final word on a request,
-// which retrying cannot change.
-func permanent(err error) bool {
-	var p acme.Problem
-	if !errors.As(err, &p) {
-		return false
-	}
-	switch p.Type {
-	case acme.ProblemTypeRejectedIdentifier, acme.ProblemTypeUnsupportedIdentifier,
-		acme.ProblemTypeMalformed, acme.ProblemTypeExternalAccountRequired,
-		acme.ProblemTypeInvalidContact, acme.ProblemTypeUnsupportedContact,
-		acme.ProblemTypeBadPublicKey, acme.ProblemTypeBadSignatureAlgorithm,
-		acme.ProblemTypeUserActionRequired:
-		return true
-	}
-	return false
 }
 
 // TLSConfig returns a TLS configuration that serves the Manager's
@@ -191,37 +175,80 @@ func (m *Manager) TLSConfig() *tls.Config {
 // Renew renews the certificate of a managed name now, whatever its
 // remaining lifetime, and serves the new certificate when it returns nil.
 // Other members of the fleet pick the new certificate up from storage.
+// Close cancels a renewal in progress.
 func (m *Manager) Renew(ctx context.Context, name string) error {
 	n, err := normalizeDomain(name)
-	if err != nil || !slices.Contains(m.s.domains, n) {
-		return fmt.Errorf("tlsauto: Renew: %q is not one of the managed names %v", name, m.s.domains)
+	if err != nil || !m.isManaged(n) {
+		return fmt.Errorf("tlsauto: Renew: %q is not one of the managed names %v", name, m.Domains())
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(m.ctx, cancel)
+	defer stop()
 	if err := m.magic.RenewCertSync(ctx, n, true); err != nil {
 		return fmt.Errorf("tlsauto: renewing %s: %w", n, err)
 	}
 	return nil
 }
 
-// Domains returns the managed names in normalized form.
-func (m *Manager) Domains() []string { return append([]string(nil), m.s.domains...) }
+// Domains returns the managed names in normalized form: those of
+// Config.Domains in their order, then those added with Manage (or, with
+// Config.ShareNames, by any member of the fleet), sorted.
+func (m *Manager) Domains() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := slices.Clone(m.s.domains)
+	var added []string
+	for n, e := range m.names {
+		if !e.fixed {
+			added = append(added, n)
+		}
+	}
+	slices.Sort(added)
+	return append(names, added...)
+}
 
-// Close stops renewals and all background work of the Manager and releases
-// the storage it opened itself. Storage given in Config is left open. Close
-// is safe to call more than once.
-func (m *Manager) Close() error {
-	m.closeOnce.Do(func() {
+// CloseTimeout bounds how long Close waits for background work to stop and
+// for the Manager's challenge records to be deleted.
+const CloseTimeout = 30 * time.Second
+
+// Shutdown stops renewals, retries and all background work of the Manager,
+// deletes the DNS-01 challenge records it still has (what it cannot delete
+// in time, other members sweep), and releases the storage it opened itself;
+// storage given in Config is left open. It returns when all of that is
+// done, or with ctx's error when ctx ends first, in which case the rest
+// goes on and a later Shutdown or Close waits for it. Shutdown is safe to
+// call more than once and from several goroutines.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.shutdownOnce.Do(func() {
 		m.cancel()
-		m.wg.Wait()
-		m.cache.Stop()
-		if m.dns01 != nil {
-			// What it cannot delete, other members sweep.
-			if err := m.dns01.Close(); err != nil {
-				m.log.Warn("cleaning up DNS-01 challenge records", "error", err)
-			}
-		}
-		if m.closer != nil {
-			m.closeErr = m.closer.Close()
-		}
+		go m.shutdown() // owned by the Manager: Shutdown and Close wait for it
 	})
-	return m.closeErr
+	select {
+	case <-m.shutdownDone:
+		return m.shutdownErr
+	case <-ctx.Done():
+		return fmt.Errorf("tlsauto: shutdown: %w", ctx.Err())
+	}
+}
+
+func (m *Manager) shutdown() {
+	defer close(m.shutdownDone)
+	m.wg.Wait()
+	m.cache.Stop()
+	if m.dns01 != nil {
+		if err := m.dns01.Close(); err != nil {
+			m.log.Warn("cleaning up DNS-01 challenge records", "error", err)
+		}
+	}
+	if m.closer != nil {
+		m.shutdownErr = m.closer.Close()
+	}
+}
+
+// Close is Shutdown bounded by CloseTimeout.
+func (m *Manager) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	return m.Shutdown(ctx)
 }

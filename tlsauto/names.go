@@ -8,22 +8,23 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// normalizeDomains validates the names a Manager is asked to manage and
-// returns them in the form certificates carry: lower-case ASCII (IDNs in
-// punycode), no trailing dot. Each error names the offending entry.
-func normalizeDomains(names []string) ([]string, error) {
+// normalizeNames validates the names a Manager is asked to manage (field
+// says where they come from: "Domains") and returns them in the form
+// certificates carry: lower-case ASCII (IDNs in punycode), no trailing dot.
+// Each error names the offending entry.
+func normalizeNames(field string, names []string) ([]string, error) {
 	if len(names) == 0 {
-		return nil, invalid("Domains", "at least one domain name is required")
+		return nil, invalid(field, "at least one domain name is required")
 	}
 	out := make([]string, 0, len(names))
 	seen := make(map[string]int, len(names))
 	for i, raw := range names {
 		name, err := normalizeDomain(raw)
 		if err != nil {
-			return nil, invalid(fmt.Sprintf("Domains[%d]", i), "%q: %w", raw, err)
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "%q: %w", raw, err)
 		}
 		if j, dup := seen[name]; dup {
-			return nil, invalid(fmt.Sprintf("Domains[%d]", i), "%q: same name as Domains[%d]; list each name once", raw, j)
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "%q: same name as %s[%d]; list each name once", raw, field, j)
 		}
 		seen[name] = i
 		out = append(out, name)

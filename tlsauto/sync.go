@@ -3,16 +3,16 @@ package tlsauto
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
-
-	"github.com/caddyserver/certmagic"
 
 	"github.com/certfleet/certfleet/storage"
 )
 
 // syncLoop keeps the served certificates up to date with storage, where
-// other members of the fleet store the certificates they obtain or renew:
-// through the storage's change feed when it has one, by polling otherwise.
+// other members of the fleet store the certificates they obtain or renew
+// (and, with Config.ShareNames, the set of names): through the storage's
+// change feed when it has one, by polling otherwise.
 func (m *Manager) syncLoop(ctx context.Context) {
 	if w, ok := m.storage.(storage.Watcher); ok {
 		changes, err := w.Watch(ctx)
@@ -30,39 +30,45 @@ func (m *Manager) syncLoop(ctx context.Context) {
 
 // follow reloads the certificates whose keys change.
 func (m *Manager) follow(ctx context.Context, changes <-chan string) {
-	names := m.keyNames()
 	for key := range changes {
-		if key == "" { // changes may have been missed
-			if err := m.reloadAll(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("reloading certificates from storage", "error", err)
+		switch {
+		case key == "": // changes may have been missed
+			m.resync(ctx)
+		case m.s.shareNames && strings.HasPrefix(key, namesPrefix+"/"):
+			if err := m.reconcileShared(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("reading the shared set of names", "error", err)
 			}
-			continue
-		}
-		name, ok := names[key]
-		if !ok {
-			continue
-		}
-		if changed, err := m.reload(ctx, name); err != nil && ctx.Err() == nil {
-			m.log.Debug("reloading certificate after a change in storage", "name", name, "error", err)
-		} else if changed {
-			m.log.Info("serving certificate updated in storage", "name", name)
+		default:
+			m.mu.Lock()
+			name, ok := m.keys[key]
+			m.mu.Unlock()
+			if !ok {
+				continue
+			}
+			if changed, err := m.reload(ctx, name); err != nil && ctx.Err() == nil {
+				m.log.Debug("reloading certificate after a change in storage", "name", name, "error", err)
+			} else if changed {
+				m.log.Info("serving certificate updated in storage", "name", name)
+				m.retryNow(name)
+			}
 		}
 	}
 }
 
-// keyNames maps the storage keys of each managed name's certificate and
-// private key to the name.
-func (m *Manager) keyNames() map[string]string {
-	issuer := m.magic.Issuers[0].IssuerKey()
-	keys := make(map[string]string, 2*len(m.s.domains))
-	for _, name := range m.s.domains {
-		keys[certmagic.StorageKeys.SiteCert(issuer, name)] = name
-		keys[certmagic.StorageKeys.SitePrivateKey(issuer, name)] = name
+// resync reads the shared set of names (with Config.ShareNames) and every
+// managed certificate again.
+func (m *Manager) resync(ctx context.Context) {
+	if m.s.shareNames {
+		if err := m.reconcileShared(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("reading the shared set of names", "error", err)
+		}
 	}
-	return keys
+	if err := m.reloadAll(ctx); err != nil && ctx.Err() == nil {
+		m.log.Warn("reloading certificates from storage", "error", err)
+	}
 }
 
-// poll reloads every certificate each SyncInterval.
+// poll resyncs every SyncInterval.
 func (m *Manager) poll(ctx context.Context) {
 	t := time.NewTicker(m.s.syncInterval)
 	defer t.Stop()
@@ -71,9 +77,7 @@ func (m *Manager) poll(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := m.reloadAll(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("reloading certificates from storage", "error", err)
-			}
+			m.resync(ctx)
 		}
 	}
 }

@@ -56,6 +56,10 @@ type MemberSpec struct {
 	// certificate it serves for each name, checked every millisecond.
 	WatchServed bool `json:"watch_served"`
 
+	// ShareNames is tlsauto.Config.ShareNames: names managed at one member
+	// are managed by all.
+	ShareNames bool `json:"share_names"`
+
 	// LogLevel is the level of the member's logs on standard error.
 	LogLevel slog.Level `json:"log_level"`
 }
@@ -72,6 +76,9 @@ const (
 	KindHeld        = "held"         // a DNS write was made and is held (Name: record name, Value)
 	KindRenewDone   = "renew-done"   // a "renew" command succeeded: Serial is served
 	KindRenewFailed = "renew-failed" // one attempt of a "renew" command failed (Err); it retries
+	KindManaged     = "managed"      // a "manage" command returned: Name is served (or Err)
+	KindUnmanaged   = "unmanaged"    // an "unmanage" command returned (Err if it failed)
+	KindGone        = "gone"         // the member no longer serves Name (WatchServed)
 	KindError       = "error"        // the member could not run (Err)
 )
 
@@ -99,6 +106,8 @@ func IsMember() bool { return os.Getenv(envSpec) != "" }
 //	start       call Manager.Start (once); reports ready or start-failed
 //	renew NAME  call Manager.Renew until it succeeds, 1 s apart; reports
 //	            renew-failed for each failed attempt, then renew-done
+//	manage NAME   call Manager.Manage; reports managed
+//	unmanage NAME call Manager.Unmanage; reports unmanaged
 //	hold        make the next DNS write hang once written (reports held)
 //	release     let a held DNS write return
 //	exit        close the Manager and exit
@@ -173,6 +182,7 @@ func (r *member) run(stdin io.Reader) error {
 		RenewalCheckInterval: spec.RenewalCheckInterval,
 		RenewalWindowRatio:   spec.RenewalWindowRatio,
 		SyncInterval:         spec.SyncInterval,
+		ShareNames:           spec.ShareNames,
 		OnEvent:              r.onEvent,
 	})
 	if err != nil {
@@ -206,6 +216,22 @@ func (r *member) run(stdin io.Reader) error {
 			wg.Go(func() { r.start(ctx) })
 		case "renew":
 			wg.Go(func() { r.renew(ctx, arg) })
+		case "manage":
+			wg.Go(func() {
+				msg := Message{Kind: KindManaged, Name: arg}
+				if err := r.m.Manage(ctx, arg); err != nil {
+					msg.Err = err.Error()
+				}
+				r.say(msg)
+			})
+		case "unmanage":
+			wg.Go(func() {
+				msg := Message{Kind: KindUnmanaged, Name: arg}
+				if err := r.m.Unmanage(ctx, arg); err != nil {
+					msg.Err = err.Error()
+				}
+				r.say(msg)
+			})
 		case "hold":
 			hold.armed.Store(true)
 		case "release":
@@ -242,9 +268,16 @@ func (r *member) start(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, name := range r.spec.Domains {
+			for _, name := range r.m.Domains() {
 				r.reportServing(name)
 			}
+			r.serials.Range(func(k, _ any) bool {
+				if name := k.(string); r.servedSerial(name) == "" {
+					r.serials.Delete(name)
+					r.say(Message{Kind: KindGone, Name: name})
+				}
+				return true
+			})
 		}
 	}
 }
