@@ -8,9 +8,11 @@
 //
 //   - tlsauto: the API a server uses — Listen (the one-liner), or New,
 //     Manager.Start and Manager.TLSConfig.
-//   - dnsprovider: DNS-01 providers (dnsprovider/cloudflare,
-//     dnsprovider/route53), the registry behind CERTFLEET_DNS_PROVIDER, and
-//     wrappers (zone guard, audit log, retries).
+//   - dnsprovider: the DNS provider contract, the providers
+//     (dnsprovider/cloudflare, dnsprovider/route53), the registry behind
+//     CERTFLEET_DNS_PROVIDER, and wrappers (zone guard, audit log, retries).
+//   - dnsprovider/dns01: the fleet-safe DNS-01 solver tlsauto runs on top
+//     of a provider.
 //   - storage: the storage contract, storage.Open behind CERTFLEET_STORAGE,
 //     and backends (storage/file, storage/postgres, storage/redis,
 //     storage/encrypt); storage/storagetest is the conformance suite any

@@ -4,23 +4,24 @@
 //
 //   - Guard confines writes to a list of zones (least privilege);
 //   - Audit logs one structured record per DNS change;
-//   - Retry retries transient provider errors (HTTP 429, 5xx, timeouts),
-//     honouring Retry-After, and fails fast on permanent ones.
+//   - WithRetry retries the provider's API calls that fail transiently
+//     (HTTP 429, 5xx, throttling codes, timeouts), honouring Retry-After,
+//     and fails fast on permanent errors.
 //
 // Any libdns provider that can append and delete records is a Provider.
-// Built-in providers register themselves under a name when their package is
-// imported, like database/sql drivers:
+// Provider packages, certfleet's own or anyone's, register themselves under
+// a name when imported, like database/sql drivers, and read their settings
+// through the getenv they are given (LookupEnv reads secrets, also from
+// NAME_FILE paths):
 //
 //	import _ "github.com/certfleet/certfleet/dnsprovider/cloudflare"
 //
 //	p, err := dnsprovider.FromEnv("cloudflare") // reads CLOUDFLARE_API_TOKEN
-//	p = dnsprovider.Audit(dnsprovider.Guard(dnsprovider.Retry(p, dnsprovider.RetryPolicy{}), "example.com"), logger)
+//	p = dnsprovider.Audit(dnsprovider.Guard(dnsprovider.WithRetry(p, dnsprovider.RetryPolicy{}), "example.com"), logger)
 //
-// Solver is certfleet's ACME DNS-01 solver on top of a Provider, which
-// tlsauto gives certmagic: it follows CNAME delegations, checks propagation
-// on every authoritative nameserver, journals its records in the fleet's
-// shared storage so that any member cleans up after a crash, and serializes
-// writes to one record name across the fleet.
+// The DNS-01 solver that writes challenge records through a Provider is in
+// package dnsprovider/dns01; this package and the provider packages do not
+// link it (nor its DNS and ACME libraries).
 //
 // The wrappers keep the optional libdns interfaces (RecordGetter,
 // RecordSetter, ZoneLister) of the provider they wrap: a type assertion on the

@@ -16,8 +16,8 @@ import (
 )
 
 // StatusError is an error response from a provider's HTTP API. Provider
-// packages return it (wrapped or not) so that Retry can tell transient errors
-// from permanent ones and honour Retry-After. It never holds credentials.
+// packages return it (wrapped or not) so that WithRetry can tell transient
+// errors from permanent ones and honour Retry-After. It never holds credentials.
 type StatusError struct {
 	StatusCode int           // HTTP status code
 	Code       string        // provider's error code, e.g. "Throttling" or "10000"; may be empty
@@ -113,12 +113,12 @@ func transientStatus(code int) bool {
 // their error text ("got error status: HTTP 429: ...").
 var httpStatusText = regexp.MustCompile(`\bHTTP (?:status )?([1-5][0-9]{2})\b`)
 
-// IsTransient reports whether err is worth retrying: HTTP 429, 408 and 5xx
-// responses, throttling error codes (AWS "Throttling",
-// "PriorRequestNotComplete", ...), network timeouts, refused, reset or
-// closed connections, answers cut short. Errors it does not recognise are
-// permanent, as are cancellations.
-func IsTransient(err error) bool {
+// IsTransientAPIError reports whether err, returned by a call to a DNS
+// provider's API, is worth retrying: HTTP 429, 408 and 5xx responses,
+// throttling error codes (AWS "Throttling", "PriorRequestNotComplete", ...),
+// network timeouts, refused, reset or closed connections, answers cut short.
+// Errors it does not recognise are permanent, as are cancellations.
+func IsTransientAPIError(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}

@@ -36,7 +36,7 @@ func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
-func TestIsTransientClassifiesProviderErrors(t *testing.T) {
+func TestIsTransientAPIErrorClassifiesProviderErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		err  error
@@ -70,8 +70,8 @@ func TestIsTransientClassifiesProviderErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := IsTransient(tc.err); got != tc.want {
-				t.Fatalf("IsTransient(%v) = %t, want %t", tc.err, got, tc.want)
+			if got := IsTransientAPIError(tc.err); got != tc.want {
+				t.Fatalf("IsTransientAPIError(%v) = %t, want %t", tc.err, got, tc.want)
 			}
 		})
 	}

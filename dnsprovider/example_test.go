@@ -2,6 +2,7 @@ package dnsprovider_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -23,6 +24,33 @@ func ExampleFromEnv() {
 	_ = p
 }
 
+// A provider from outside certfleet registers itself under a name, reading
+// its secret with LookupEnv so that NAME_FILE works too; FromEnv (or
+// FromGetenv, here with a map) then builds it by that name, as
+// CERTFLEET_DNS_PROVIDER does.
+func ExampleRegister() {
+	dnsprovider.Register("example-dns", func(getenv func(string) string) (dnsprovider.Provider, error) {
+		token, err := dnsprovider.LookupEnv(getenv, "EXAMPLE_DNS_TOKEN")
+		if err != nil {
+			return nil, err
+		}
+		if token == "" {
+			return nil, errors.New("EXAMPLE_DNS_TOKEN is not set: set it to an API token with DNS write access")
+		}
+		return apifake.NewMemory("example.com."), nil // a real provider would use token
+	})
+
+	env := map[string]string{"EXAMPLE_DNS_TOKEN": "t0ken"}
+	p, err := dnsprovider.FromGetenv("example-dns", func(name string) string { return env[name] })
+	fmt.Println(dnsprovider.Name(p), err)
+
+	_, err = dnsprovider.FromGetenv("example-dns", func(string) string { return "" })
+	fmt.Println(err)
+	// Output:
+	// apifake <nil>
+	// dnsprovider: example-dns: EXAMPLE_DNS_TOKEN is not set: set it to an API token with DNS write access
+}
+
 // Wrap any provider (here an in-memory one) to retry transient errors, stay
 // within one zone and log every change.
 func Example_wrappers() {
@@ -35,7 +63,7 @@ func Example_wrappers() {
 			return a
 		},
 	}))
-	p = dnsprovider.Retry(p, dnsprovider.RetryPolicy{})
+	p = dnsprovider.WithRetry(p, dnsprovider.RetryPolicy{})
 	p = dnsprovider.Guard(p, "example.com")
 	p = dnsprovider.Audit(p, logger, dnsprovider.AuditMember("web-1"))
 

@@ -2,6 +2,7 @@ package dnsprovider
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +17,8 @@ type scripted struct {
 	mem *apifake.Memory
 
 	mu    sync.Mutex
-	calls map[string]int
-	errs  map[string][]error // by operation: returned, in order, by the next calls
+	calls map[string][]time.Time // by operation: when each call came
+	errs  map[string][]error     // by operation: returned, in order, by the next calls
 	// applyThenFail makes a failing append apply the records first (a lost
 	// answer).
 	applyThenFail bool
@@ -25,7 +26,7 @@ type scripted struct {
 
 func newScripted(t *testing.T, zones ...string) *scripted {
 	t.Helper()
-	return &scripted{mem: apifake.NewMemory(zones...), calls: make(map[string]int), errs: make(map[string][]error)}
+	return &scripted{mem: apifake.NewMemory(zones...), calls: make(map[string][]time.Time), errs: make(map[string][]error)}
 }
 
 // failNext makes the next calls of op fail with errs, in order.
@@ -38,13 +39,20 @@ func (s *scripted) failNext(op string, errs ...error) {
 func (s *scripted) count(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[op]
+	return len(s.calls[op])
+}
+
+// callTimes returns when the calls of op came, in order.
+func (s *scripted) callTimes(op string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls[op])
 }
 
 func (s *scripted) next(op string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls[op]++
+	s.calls[op] = append(s.calls[op], time.Now())
 	if len(s.errs[op]) == 0 {
 		return nil
 	}

@@ -1,12 +1,11 @@
 package dnsprovider
 
 import (
-	"errors"
 	"fmt"
-	"slices"
+	"os"
 	"strings"
-	"sync"
 
+	"github.com/certfleet/certfleet/internal/registry"
 	"github.com/certfleet/certfleet/internal/secretenv"
 )
 
@@ -17,50 +16,27 @@ var builtins = map[string]string{
 	"route53":    "github.com/certfleet/certfleet/dnsprovider/route53",
 }
 
-var registry struct {
-	mu     sync.RWMutex
-	byName map[string]func(secretenv.Getenv) (Provider, error)
-	broken map[string]error // names registered badly: reported by FromEnv
+var providers = registry.Registry[func(getenv func(string) string) (Provider, error)]{
+	Func: "dnsprovider.Register", What: "provider", Key: "name",
 }
 
 // Register makes a provider constructible by name (the database/sql driver
-// pattern); provider packages call it from their init function. Names are
-// case-insensitive. fromEnv builds the provider from the settings that getenv
-// returns; it must validate them and return an error naming the variable
-// and the fix rather than fail later.
+// pattern); provider packages, certfleet's or anyone's, call it from their
+// init function. Names are case-insensitive. fromEnv builds the provider from
+// the settings that getenv returns (os.Getenv, or a test's map); it should
+// read secrets with LookupEnv, validate every setting, and return an error
+// naming the variable and the fix rather than fail later.
 //
 // Register never panics: registering a name twice, an empty name or a nil
-// function makes FromEnv report the mistake for that name instead.
-func Register(name string, fromEnv func(getenv secretenv.Getenv) (Provider, error)) {
-	key := strings.ToLower(strings.TrimSpace(name))
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if registry.byName == nil {
-		registry.byName = make(map[string]func(secretenv.Getenv) (Provider, error))
-		registry.broken = make(map[string]error)
-	}
-	switch {
-	case key == "":
-		registry.broken[key] = errors.New("dnsprovider.Register was called with an empty name")
-	case fromEnv == nil:
-		registry.broken[key] = fmt.Errorf("dnsprovider.Register(%q) was called with a nil constructor", name)
-	case registry.byName[key] != nil:
-		registry.broken[key] = fmt.Errorf("provider %q is registered twice: two imported packages call dnsprovider.Register with that name", key)
-	default:
-		registry.byName[key] = fromEnv
-	}
+// function makes FromEnv report the mistake for that name instead. The same
+// rules hold for storage.Register.
+func Register(name string, fromEnv func(getenv func(string) string) (Provider, error)) {
+	providers.Register(name, fromEnv)
 }
 
 // Names returns the names of the registered providers, sorted.
 func Names() []string {
-	registry.mu.RLock()
-	defer registry.mu.RUnlock()
-	names := make([]string, 0, len(registry.byName))
-	for n := range registry.byName {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return providers.Names()
 }
 
 // FromEnv builds the named provider from the process environment (each
@@ -69,20 +45,17 @@ func Names() []string {
 // error naming the import that adds it; any other unknown name gives an error
 // listing the registered names.
 func FromEnv(name string) (Provider, error) {
-	return FromGetenv(name, secretenv.OS)
+	return FromGetenv(name, os.Getenv)
 }
 
 // FromGetenv is FromEnv reading settings through getenv instead of the
 // process environment (a nil getenv reads the process environment).
-func FromGetenv(name string, getenv secretenv.Getenv) (Provider, error) {
+func FromGetenv(name string, getenv func(string) string) (Provider, error) {
 	if getenv == nil {
-		getenv = secretenv.OS
+		getenv = os.Getenv
 	}
-	key := strings.ToLower(strings.TrimSpace(name))
-	registry.mu.RLock()
-	fromEnv := registry.byName[key]
-	broken := registry.broken[key]
-	registry.mu.RUnlock()
+	key := registry.Canonical(name)
+	fromEnv, _, broken := providers.Lookup(key)
 	switch {
 	case broken != nil:
 		return nil, fmt.Errorf("dnsprovider: %w", broken)
@@ -91,7 +64,7 @@ func FromGetenv(name string, getenv secretenv.Getenv) (Provider, error) {
 	case fromEnv == nil && builtins[key] != "":
 		return nil, fmt.Errorf("dnsprovider: provider %q is not linked into this program: add import _ %q (or _ \"github.com/certfleet/certfleet/dnsprovider/all\" for every built-in provider)", key, builtins[key])
 	case fromEnv == nil:
-		return nil, fmt.Errorf("dnsprovider: unknown DNS provider %q: name one of %s, or register it with dnsprovider.Register", name, known())
+		return nil, fmt.Errorf("dnsprovider: unknown DNS provider %q: name one of %s, or link in the package that provides it (its init function calls dnsprovider.Register(%q, ...))", name, known(), key)
 	}
 	p, err := fromEnv(getenv)
 	if err != nil {
@@ -101,6 +74,16 @@ func FromGetenv(name string, getenv secretenv.Getenv) (Provider, error) {
 		return nil, fmt.Errorf("dnsprovider: %s: the registered constructor returned no provider and no error", key)
 	}
 	return p, nil
+}
+
+// LookupEnv returns the setting name read through getenv (nil means
+// os.Getenv), or, when name+"_FILE" is set instead, the contents of the file
+// it names with trailing newlines removed: the convention of container
+// secrets. Setting both is an error. An empty result with a nil error means
+// unset. Errors name the variable, never the value. Providers' FromEnv
+// functions read their secrets with it.
+func LookupEnv(getenv func(string) string, name string) (string, error) {
+	return secretenv.Lookup(getenv, name)
 }
 
 // known lists the registered names for an error message.

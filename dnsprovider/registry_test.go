@@ -8,27 +8,12 @@ import (
 	"github.com/certfleet/certfleet/internal/secretenv"
 )
 
-func TestFromGetenvBuildsRegisteredProvider(t *testing.T) {
-	var got string
-	Register("Test-Registry-OK", func(getenv secretenv.Getenv) (Provider, error) {
-		got = getenv("TEST_SETTING")
-		return newScripted(t), nil
-	})
-	p, err := FromGetenv("test-registry-ok", secretenv.Map(map[string]string{"TEST_SETTING": "v"}))
-	if err != nil || p == nil {
-		t.Fatalf("FromGetenv = %v, %v", p, err)
-	}
-	if got != "v" {
-		t.Errorf("constructor read %q through getenv, want v", got)
-	}
-}
-
 func TestFromGetenvErrorsNameTheFix(t *testing.T) {
 	boom := errors.New("TEST_TOKEN is not set")
-	Register("test-fails", func(secretenv.Getenv) (Provider, error) { return nil, boom })
-	Register("test-returns-nil", func(secretenv.Getenv) (Provider, error) { return nil, nil })
-	Register("test-twice", func(secretenv.Getenv) (Provider, error) { return newScripted(t), nil })
-	Register("test-twice", func(secretenv.Getenv) (Provider, error) { return newScripted(t), nil })
+	Register("test-fails", func(func(string) string) (Provider, error) { return nil, boom })
+	Register("test-returns-nil", func(func(string) string) (Provider, error) { return nil, nil })
+	Register("test-twice", func(func(string) string) (Provider, error) { return newScripted(t), nil })
+	Register("test-twice", func(func(string) string) (Provider, error) { return newScripted(t), nil })
 	Register("test-nil-func", nil)
 	cases := []struct {
 		name string
@@ -37,12 +22,12 @@ func TestFromGetenvErrorsNameTheFix(t *testing.T) {
 	}{
 		{"cloudflare", []string{`import _ "github.com/certfleet/certfleet/dnsprovider/cloudflare"`, "dnsprovider/all"}, nil},
 		{"Route53", []string{`import _ "github.com/certfleet/certfleet/dnsprovider/route53"`}, nil},
-		{"nosuch", []string{`unknown DNS provider "nosuch"`, "test-fails", "dnsprovider.Register"}, nil},
+		{"nosuch", []string{`unknown DNS provider "nosuch"`, "test-fails", `dnsprovider.Register("nosuch"`}, nil},
 		{"", []string{"no DNS provider name given"}, nil},
 		{"test-fails", []string{"test-fails: TEST_TOKEN is not set"}, boom},
 		{"test-returns-nil", []string{"returned no provider and no error"}, nil},
 		{"test-twice", []string{"registered twice"}, nil},
-		{"test-nil-func", []string{"nil constructor"}, nil},
+		{"test-nil-func", []string{`dnsprovider.Register("test-nil-func") was called with a nil function`}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,8 +48,8 @@ func TestFromGetenvErrorsNameTheFix(t *testing.T) {
 }
 
 func TestNamesListsRegisteredProvidersSorted(t *testing.T) {
-	Register("test-names-b", func(secretenv.Getenv) (Provider, error) { return newScripted(t), nil })
-	Register("test-names-a", func(secretenv.Getenv) (Provider, error) { return newScripted(t), nil })
+	Register("test-names-b", func(func(string) string) (Provider, error) { return newScripted(t), nil })
+	Register("test-names-a", func(func(string) string) (Provider, error) { return newScripted(t), nil })
 	names := Names()
 	a, b := -1, -1
 	for i, n := range names {

@@ -2,16 +2,19 @@ package dnsprovider
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/libdns/libdns"
+
+	"github.com/certfleet/certfleet/internal/backoff"
 )
 
-// RetryPolicy says how Retry retries. The zero value is a sensible policy for
-// ACME DNS-01: up to 6 attempts within 2 minutes, waits from 1 s doubling to
-// 30 s.
+// RetryPolicy says how WithRetry retries. The zero value is a sensible policy
+// for ACME DNS-01: up to 6 attempts within 2 minutes, waits from 1 s doubling
+// to 30 s.
 type RetryPolicy struct {
 	// MaxAttempts is the most calls made for one operation, the first
 	// included. Zero or less means 6; 1 disables retries (errors are still
@@ -32,12 +35,11 @@ type RetryPolicy struct {
 	// means 30 s. A provider's Retry-After is honoured even when longer, as
 	// long as the retry still fits in MaxElapsed and the context.
 	MaxDelay time.Duration
-
-	// sleep waits for d or until ctx ends; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
 }
 
-func (p RetryPolicy) withDefaults() RetryPolicy {
+// WithDefaults returns p with each field that is zero or less set to its
+// default.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = 6
 	}
@@ -50,26 +52,13 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxDelay <= 0 {
 		p.MaxDelay = 30 * time.Second
 	}
-	if p.sleep == nil {
-		p.sleep = sleepCtx
-	}
 	return p
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Retry returns p with every call retried while it fails with a transient
-// error (see IsTransient): HTTP 429 and 5xx answers, throttling error codes,
-// timeouts. It waits with exponential backoff and jitter, and at least as long
+// WithRetry returns p with every call to the provider's API retried while it
+// fails with a transient error (see IsTransientAPIError): HTTP 429 and 5xx
+// answers, throttling error codes, timeouts. It waits with exponential
+// backoff and jitter, and at least as long
 // as the provider's Retry-After asks; it never waits past the context's
 // deadline or the policy's MaxElapsed. Permanent errors (bad credentials,
 // unknown zone, invalid records) are returned at once. Every error it returns
@@ -79,9 +68,33 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // libdns.RecordGetter): before a retry, records that the failed attempt did
 // create after all are not appended again. Deletes and sets are idempotent by
 // the libdns contract.
-func Retry(p Provider, policy RetryPolicy) Provider {
+func WithRetry(p Provider, policy RetryPolicy) Provider {
 	p = orNil(p)
-	return expose(&retrier{inner: p, name: Name(p), policy: policy.withDefaults()}, p)
+	return expose(&retrier{inner: p, name: Name(p), policy: policy.WithDefaults()}, p)
+}
+
+// HasRetry reports whether p is, or wraps (through Unwrap() Provider
+// methods), a provider returned by WithRetry: wrapping it again would
+// multiply the attempts.
+func HasRetry(p Provider) bool {
+	retrierType := reflect.TypeFor[*retrier]()
+	for p != nil {
+		if reflect.TypeOf(p) == retrierType {
+			return true
+		}
+		// expose wraps a wrapper in a struct whose first field holds it.
+		if v := reflect.ValueOf(p); v.Kind() == reflect.Struct && v.NumField() > 0 {
+			if f := v.Field(0); f.Kind() == reflect.Interface && !f.IsNil() && f.Elem().Type() == retrierType {
+				return true
+			}
+		}
+		u, ok := p.(interface{ Unwrap() Provider })
+		if !ok {
+			return false
+		}
+		p = u.Unwrap()
+	}
+	return false
 }
 
 type retrier struct {
@@ -97,7 +110,7 @@ func (r *retrier) ProviderName() string { return r.name }
 // the retries.
 func (r *retrier) do(ctx context.Context, op, zone string, f func(attempt int) error) error {
 	start := time.Now()
-	delay := r.policy.BaseDelay
+	schedule := backoff.Policy{Base: r.policy.BaseDelay, Max: r.policy.MaxDelay}
 	for attempt := 1; ; attempt++ {
 		err := f(attempt)
 		if err == nil {
@@ -119,14 +132,21 @@ func (r *retrier) do(ctx context.Context, op, zone string, f func(attempt int) e
 			}
 			return oe
 		}
-		if ctx.Err() != nil || !IsTransient(err) {
+		if ctx.Err() != nil {
+			if errors.Is(err, ctx.Err()) {
+				return fail(false, nil)
+			}
+			return fail(false, func(cause error) error {
+				return fmt.Errorf("%w (not retried: %w)", cause, ctx.Err())
+			})
+		}
+		if !IsTransientAPIError(err) {
 			return fail(false, nil)
 		}
 		if attempt >= r.policy.MaxAttempts {
 			return fail(true, nil)
 		}
-		wait := delay/2 + rand.N(delay/2+1)
-		delay = min(2*delay, r.policy.MaxDelay)
+		wait := schedule.Delay(attempt)
 		if ra, ok := RetryAfter(err); ok && ra > wait {
 			wait = ra
 		}
@@ -140,7 +160,7 @@ func (r *retrier) do(ctx context.Context, op, zone string, f func(attempt int) e
 				return fmt.Errorf("%w (not retried: waiting %s more would pass the context deadline)", cause, wait)
 			})
 		}
-		if serr := r.policy.sleep(ctx, wait); serr != nil {
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
 			return fail(true, func(cause error) error {
 				return fmt.Errorf("%w (while waiting to retry: %w)", cause, serr)
 			})

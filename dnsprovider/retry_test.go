@@ -4,31 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/libdns/libdns"
+
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
-// recordedSleep is a RetryPolicy.sleep that records the waits and does not
-// wait.
-type recordedSleep struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (r *recordedSleep) sleep(ctx context.Context, d time.Duration) error {
-	r.mu.Lock()
-	r.waits = append(r.waits, d)
-	r.mu.Unlock()
-	return ctx.Err()
-}
-
-func fastPolicy(rec *recordedSleep) RetryPolicy {
-	return RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, sleep: rec.sleep}
-}
+// fastPolicy retries quickly: tests wait milliseconds, not seconds.
+var fastPolicy = RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond}
 
 var (
 	errThrottled = &StatusError{StatusCode: 429, Code: "971", Message: "slow down"}
@@ -38,27 +25,20 @@ var (
 func TestRetryRetriesTransientErrorsUntilSuccess(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.failNext("append", errThrottled, &StatusError{StatusCode: 503}, fmt.Errorf("wrapped: %w", context.DeadlineExceeded))
-	var rec recordedSleep
-	p := Retry(inner, fastPolicy(&rec))
+	p := WithRetry(inner, fastPolicy)
 	out, err := p.AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
 	if err != nil || len(out) != 1 {
 		t.Fatalf("AppendRecords = %v, %v", out, err)
 	}
-	if inner.count("append") != 4 || len(rec.waits) != 3 {
-		t.Fatalf("%d calls, %d waits; want 4 and 3", inner.count("append"), len(rec.waits))
-	}
-	for i, w := range rec.waits {
-		if nominal := time.Millisecond << i; w < nominal/2 || w > min(nominal, 4*time.Millisecond) {
-			t.Errorf("wait %d = %s, want between half and all of %s", i, w, nominal)
-		}
+	if inner.count("append") != 4 {
+		t.Fatalf("%d calls, want 4", inner.count("append"))
 	}
 }
 
 func TestRetryFailsFastOnPermanentErrorNamingProviderZoneAndCause(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.failNext("delete", errDenied)
-	var rec recordedSleep
-	_, err := Retry(inner, fastPolicy(&rec)).DeleteRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
+	_, err := WithRetry(inner, fastPolicy).DeleteRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
 	var oe *OpError
 	if !errors.As(err, &oe) || oe.Temporary || oe.Attempts != 1 || oe.Op != "delete" || oe.Zone != "example.com." {
 		t.Fatalf("err = %#v", err)
@@ -71,39 +51,42 @@ func TestRetryFailsFastOnPermanentErrorNamingProviderZoneAndCause(t *testing.T) 
 			t.Errorf("error %q does not contain %q", err, w)
 		}
 	}
-	if inner.count("delete") != 1 || len(rec.waits) != 0 {
-		t.Fatalf("%d calls, %d waits; want 1 call and no wait", inner.count("delete"), len(rec.waits))
+	if inner.count("delete") != 1 {
+		t.Fatalf("%d calls, want 1", inner.count("delete"))
 	}
 }
 
-func TestRetryHonoursRetryAfter(t *testing.T) {
+func TestRetryHonoursRetryAfterBeyondMaxDelay(t *testing.T) {
 	inner := newScripted(t, "example.com.")
-	inner.failNext("append", &StatusError{StatusCode: 429, RetryAfter: 7 * time.Second})
-	var rec recordedSleep
-	policy := fastPolicy(&rec)
-	if _, err := Retry(inner, policy).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")}); err != nil {
+	const retryAfter = 50 * time.Millisecond // far above fastPolicy.MaxDelay
+	inner.failNext("append", &StatusError{StatusCode: 429, RetryAfter: retryAfter})
+	if _, err := WithRetry(inner, fastPolicy).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")}); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.waits) != 1 || rec.waits[0] != 7*time.Second {
-		t.Fatalf("waits = %v, want [7s]: Retry-After beyond MaxDelay is still honoured", rec.waits)
+	calls := inner.callTimes("append")
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want 2", len(calls))
+	}
+	// A timer never fires early: the retry came no sooner than asked.
+	if gap := calls[1].Sub(calls[0]); gap < retryAfter {
+		t.Fatalf("retried %v after a Retry-After of %v", gap, retryAfter)
 	}
 }
 
 func TestRetryStopsWhenRetryAfterExceedsBudget(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.failNext("append", &StatusError{StatusCode: 429, RetryAfter: time.Hour})
-	var rec recordedSleep
-	_, err := Retry(inner, fastPolicy(&rec)).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
+	_, err := WithRetry(inner, fastPolicy).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
 	var oe *OpError
-	if !errors.As(err, &oe) || !oe.Temporary || !strings.Contains(err.Error(), "MaxElapsed") || len(rec.waits) != 0 {
-		t.Fatalf("err = %v, waits %v", err, rec.waits)
+	if !errors.As(err, &oe) || !oe.Temporary || !strings.Contains(err.Error(), "MaxElapsed") || inner.count("append") != 1 {
+		t.Fatalf("err = %v after %d calls; want the MaxElapsed budget named, no retry", err, inner.count("append"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	inner.failNext("append", &StatusError{StatusCode: 429, RetryAfter: 90 * time.Second})
-	_, err = Retry(inner, fastPolicy(&rec)).AppendRecords(ctx, "example.com.", []libdns.Record{txt("x", "v")})
-	if err == nil || !strings.Contains(err.Error(), "context deadline") || len(rec.waits) != 0 {
-		t.Fatalf("err = %v, waits %v; want no wait past the context deadline", err, rec.waits)
+	_, err = WithRetry(inner, fastPolicy).AppendRecords(ctx, "example.com.", []libdns.Record{txt("x", "v")})
+	if err == nil || !strings.Contains(err.Error(), "context deadline") || inner.count("append") != 2 {
+		t.Fatalf("err = %v after %d calls in all; want no wait past the context deadline", err, inner.count("append"))
 	}
 }
 
@@ -112,8 +95,7 @@ func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
 	for range 10 {
 		inner.failNext("append", errThrottled)
 	}
-	var rec recordedSleep
-	_, err := Retry(inner, fastPolicy(&rec)).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
+	_, err := WithRetry(inner, fastPolicy).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
 	var oe *OpError
 	if !errors.As(err, &oe) || !oe.Temporary || oe.Attempts != 5 || !strings.Contains(err.Error(), "still failing after 5 attempts") {
 		t.Fatalf("err = %v", err)
@@ -127,11 +109,14 @@ func TestRetryStopsWhenContextEnds(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.failNext("append", errThrottled, errThrottled)
 	ctx, cancel := context.WithCancel(context.Background())
-	policy := RetryPolicy{BaseDelay: time.Second, sleep: func(ctx context.Context, d time.Duration) error {
+	defer cancel()
+	// Without the cancellation, the retry would come an hour later.
+	policy := RetryPolicy{BaseDelay: time.Hour, MaxDelay: time.Hour, MaxElapsed: 2 * time.Hour}
+	go func() {
+		wait.Until(time.Minute, func() bool { return inner.count("append") > 0 })
 		cancel()
-		return sleepCtx(ctx, d)
-	}}
-	_, err := Retry(inner, policy).AppendRecords(ctx, "example.com.", []libdns.Record{txt("x", "v")})
+	}()
+	_, err := WithRetry(inner, policy).AppendRecords(ctx, "example.com.", []libdns.Record{txt("x", "v")})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, errThrottled) || inner.count("append") != 1 {
 		t.Fatalf("err = %v after %d calls; want canceled, wrapping the last error, 1 call", err, inner.count("append"))
 	}
@@ -141,9 +126,8 @@ func TestRetriedAppendDoesNotDuplicateRecordsOfALostAnswer(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.applyThenFail = true
 	inner.failNext("append", &StatusError{StatusCode: 504})
-	var rec recordedSleep
 	recs := []libdns.Record{txt("x", "1"), txt("x", "2")}
-	out, err := Retry(inner, fastPolicy(&rec)).AppendRecords(context.Background(), "example.com.", recs)
+	out, err := WithRetry(inner, fastPolicy).AppendRecords(context.Background(), "example.com.", recs)
 	if err != nil || len(out) != 2 {
 		t.Fatalf("AppendRecords = %v, %v", out, err)
 	}
@@ -154,8 +138,7 @@ func TestRetriedAppendDoesNotDuplicateRecordsOfALostAnswer(t *testing.T) {
 
 func TestRetryRetriesReadsAndSets(t *testing.T) {
 	inner := newScripted(t, "example.com.")
-	var rec recordedSleep
-	p := Retry(inner, fastPolicy(&rec))
+	p := WithRetry(inner, fastPolicy)
 	ctx := context.Background()
 	inner.failNext("get", errThrottled)
 	if _, err := p.(libdns.RecordGetter).GetRecords(ctx, "example.com."); err != nil {
@@ -182,9 +165,31 @@ func (n namedOp) ProviderName() string { return "named" }
 func TestRetryDoesNotNameTheProviderTwice(t *testing.T) {
 	inner := newScripted(t, "example.com.")
 	inner.failNext("append", &OpError{Provider: "named", Op: "append", Zone: "example.com.", Attempts: 1, Temporary: true, Err: errThrottled}, errDenied)
-	var rec recordedSleep
-	_, err := Retry(namedOp{inner}, fastPolicy(&rec)).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
+	_, err := WithRetry(namedOp{inner}, fastPolicy).AppendRecords(context.Background(), "example.com.", []libdns.Record{txt("x", "v")})
 	if err == nil || strings.Count(err.Error(), "named") != 1 || !strings.HasPrefix(err.Error(), "named: append") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHasRetryFindsARetryingProviderThroughWrappers(t *testing.T) {
+	inner := newScripted(t, "example.com.")
+	discard := slog.New(slog.DiscardHandler)
+	for name, p := range map[string]Provider{
+		"WithRetry":            WithRetry(inner, RetryPolicy{}),
+		"Audit of Guard of it": Audit(Guard(WithRetry(inner, RetryPolicy{}), "example.com"), discard),
+	} {
+		if !HasRetry(p) {
+			t.Errorf("HasRetry(%s) = false", name)
+		}
+	}
+	for name, p := range map[string]Provider{
+		"bare":     inner,
+		"Audit":    Audit(inner, discard),
+		"nil":      nil,
+		"Guard(p)": Guard(inner, "example.com"),
+	} {
+		if HasRetry(p) {
+			t.Errorf("HasRetry(%s) = true", name)
+		}
 	}
 }

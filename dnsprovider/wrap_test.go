@@ -64,11 +64,11 @@ func TestWrappersKeepExactlyTheOptionalInterfacesOfTheWrapped(t *testing.T) {
 		"all":                adGSL{ad{s}},
 	}
 	wrappers := map[string]func(Provider) Provider{
-		"Guard": func(p Provider) Provider { return Guard(p, "example.com") },
-		"Audit": func(p Provider) Provider { return Audit(p, slog.New(slog.DiscardHandler)) },
-		"Retry": func(p Provider) Provider { return Retry(p, RetryPolicy{}) },
+		"Guard":     func(p Provider) Provider { return Guard(p, "example.com") },
+		"Audit":     func(p Provider) Provider { return Audit(p, slog.New(slog.DiscardHandler)) },
+		"WithRetry": func(p Provider) Provider { return WithRetry(p, RetryPolicy{}) },
 		"all three": func(p Provider) Provider {
-			return Audit(Guard(Retry(p, RetryPolicy{}), "example.com"), slog.New(slog.DiscardHandler))
+			return Audit(Guard(WithRetry(p, RetryPolicy{}), "example.com"), slog.New(slog.DiscardHandler))
 		},
 	}
 	for iname, inner := range inners {
@@ -109,9 +109,9 @@ func TestWrappersKeepExactlyTheOptionalInterfacesOfTheWrapped(t *testing.T) {
 
 func TestWrappersOfNilProviderReturnErrors(t *testing.T) {
 	for name, p := range map[string]Provider{
-		"Guard": Guard(nil, "example.com"),
-		"Audit": Audit((*scripted)(nil), slog.New(slog.DiscardHandler)),
-		"Retry": Retry(nil, RetryPolicy{}),
+		"Guard":     Guard(nil, "example.com"),
+		"Audit":     Audit((*scripted)(nil), slog.New(slog.DiscardHandler)),
+		"WithRetry": WithRetry(nil, RetryPolicy{}),
 	} {
 		if _, err := p.AppendRecords(context.Background(), "example.com", []libdns.Record{txt("x", "v")}); !errors.Is(err, errNilProvider) {
 			t.Errorf("%s(nil).AppendRecords: %v", name, err)

@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
+
+	"github.com/certfleet/certfleet/internal/registry"
 )
 
 // OpenFunc opens a backend from a URL whose scheme it was registered for.
 type OpenFunc func(ctx context.Context, u *url.URL) (Storage, error)
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]OpenFunc{}
-)
+var backends = registry.Registry[OpenFunc]{
+	Func: "storage.Register", What: "storage scheme", Key: "scheme",
+}
 
 // builtin maps the schemes of certfleet's own backends to the package that
 // registers them, so that Open can say which import is missing.
@@ -33,30 +32,20 @@ var builtin = map[string]string{
 // linked-in backend registered.
 var ErrUnknownScheme = errors.New("unknown storage URL scheme")
 
-// Register makes a backend available to Open under scheme (lower case, like
-// "postgres"). Backend packages call it from an init function. Registering
-// a scheme twice replaces the earlier function; registering an empty scheme
-// or a nil function does nothing.
+// Register makes a backend available to Open under a URL scheme (the
+// database/sql driver pattern); backend packages, certfleet's or anyone's,
+// call it from their init function. Schemes are case-insensitive.
+//
+// Register never panics: registering a scheme twice, an empty scheme or a
+// nil function makes Open report the mistake instead. The same rules hold
+// for dnsprovider.Register.
 func Register(scheme string, open OpenFunc) {
-	scheme = strings.ToLower(scheme)
-	if scheme == "" || open == nil {
-		return
-	}
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	registry[scheme] = open
+	backends.Register(scheme, open)
 }
 
-// Schemes returns the registered schemes, sorted.
-func Schemes() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	s := make([]string, 0, len(registry))
-	for k := range registry {
-		s = append(s, k)
-	}
-	slices.Sort(s)
-	return s
+// Names returns the registered schemes, sorted.
+func Names() []string {
+	return backends.Names()
 }
 
 // Open opens the storage that rawURL names, as CERTFLEET_STORAGE gives it:
@@ -71,15 +60,18 @@ func Open(ctx context.Context, rawURL string) (Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	registryMu.RLock()
-	open := registry[u.Scheme]
-	registryMu.RUnlock()
-	if open == nil {
-		if pkg, ok := builtin[u.Scheme]; ok {
-			return nil, fmt.Errorf("storage URL %s: %w %q: the backend is not linked into this program: add import _ %q (or import _ \"github.com/certfleet/certfleet/storage/all\")",
-				u.Redacted(), ErrUnknownScheme, u.Scheme, pkg)
-		}
-		return nil, fmt.Errorf("storage URL %s: %w %q: registered schemes are %s", u.Redacted(), ErrUnknownScheme, u.Scheme, strings.Join(Schemes(), ", "))
+	open, _, broken := backends.Lookup(u.Scheme)
+	_, _, noScheme := backends.Lookup("")
+	switch {
+	case broken != nil:
+		return nil, fmt.Errorf("storage URL %s: %w", u.Redacted(), broken)
+	case open == nil && builtin[u.Scheme] != "":
+		return nil, fmt.Errorf("storage URL %s: %w %q: the backend is not linked into this program: add import _ %q (or import _ \"github.com/certfleet/certfleet/storage/all\")",
+			u.Redacted(), ErrUnknownScheme, u.Scheme, builtin[u.Scheme])
+	case open == nil && noScheme != nil:
+		return nil, fmt.Errorf("storage URL %s: %w %q: registered schemes are %s (and %w)", u.Redacted(), ErrUnknownScheme, u.Scheme, strings.Join(Names(), ", "), noScheme)
+	case open == nil:
+		return nil, fmt.Errorf("storage URL %s: %w %q: registered schemes are %s", u.Redacted(), ErrUnknownScheme, u.Scheme, strings.Join(Names(), ", "))
 	}
 	s, err := open(ctx, u)
 	if err != nil {
@@ -123,11 +115,9 @@ func isPlainPath(s string) bool {
 		return true
 	}
 	scheme = strings.ToLower(scheme)
-	registryMu.RLock()
-	_, registered := registry[scheme]
-	registryMu.RUnlock()
+	_, registered, broken := backends.Lookup(scheme)
 	_, known := builtin[scheme]
-	return !registered && !known
+	return !registered && broken == nil && !known
 }
 
 // redactErr returns the message of a url.Parse error with the parts it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,5 +100,29 @@ func TestRegisteredSchemeIsUsedAndGetsTheParsedURL(t *testing.T) {
 	}
 	if got == nil || got.Host != "host" || got.Path != "/path" || got.Query().Get("x") != "1" {
 		t.Errorf("backend got URL %v", got)
+	}
+}
+
+func TestRegistrationMistakesAreReportedByOpen(t *testing.T) {
+	refuse := func(context.Context, *url.URL) (storage.Storage, error) {
+		return nil, errors.New("refused by the test")
+	}
+	storage.Register("test-twice", refuse)
+	storage.Register("Test-Twice", refuse)
+	storage.Register("test-nil", nil)
+	storage.Register(" ", refuse)
+	tests := []struct{ url, want string }{
+		{"test-twice://host", `storage scheme "test-twice" is registered twice`},
+		{"test-nil://host", `storage.Register("test-nil") was called with a nil function`},
+		{"test-unknown://host", "storage.Register was called with an empty scheme"},
+	}
+	for _, tt := range tests {
+		_, err := storage.Open(context.Background(), tt.url)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Open(%q): %v, want an error containing %q", tt.url, err, tt.want)
+		}
+	}
+	if names := storage.Names(); !slices.Contains(names, "test-twice") || slices.Contains(names, "test-nil") || slices.Contains(names, "") {
+		t.Errorf("Names() = %v, want test-twice and neither the nil nor the empty registration", names)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/certfleet/certfleet/storage"
 )
 
-func TestIsTransient(t *testing.T) {
+func TestIsTransientIOError(t *testing.T) {
 	tests := []struct {
 		err  error
 		want bool
@@ -23,12 +23,12 @@ func TestIsTransient(t *testing.T) {
 		{errors.New("syntax error"), false},
 		{fs.ErrNotExist, false},
 		{fmt.Errorf("load: %w", fs.ErrNotExist), false},
-		{storage.Transient(fs.ErrNotExist), false},
+		{storage.TransientIOError(fs.ErrNotExist), false},
 		{storage.ErrLockLost, false},
 		{context.Canceled, false},
 		{context.DeadlineExceeded, false},
-		{storage.Transient(errors.New("serialization failure")), true},
-		{fmt.Errorf("store: %w", storage.Transient(errors.New("failover"))), true},
+		{storage.TransientIOError(errors.New("serialization failure")), true},
+		{fmt.Errorf("store: %w", storage.TransientIOError(errors.New("failover"))), true},
 		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
 		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
 		{fmt.Errorf("write: %w", syscall.EPIPE), true},
@@ -36,8 +36,8 @@ func TestIsTransient(t *testing.T) {
 		{timeoutError{}, true},
 	}
 	for _, tt := range tests {
-		if got := storage.IsTransient(tt.err); got != tt.want {
-			t.Errorf("IsTransient(%v) = %v, want %v", tt.err, got, tt.want)
+		if got := storage.IsTransientIOError(tt.err); got != tt.want {
+			t.Errorf("IsTransientIOError(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }
@@ -48,8 +48,8 @@ func (timeoutError) Error() string   { return "i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 
-func TestRetryRetriesTransientErrorsOnly(t *testing.T) {
-	blip := storage.Transient(errors.New("connection blip"))
+func TestRetryPolicyRetriesTransientErrorsOnly(t *testing.T) {
+	blip := storage.TransientIOError(errors.New("connection blip"))
 	denied := errors.New("permission denied")
 	tests := []struct {
 		name      string
@@ -68,7 +68,7 @@ func TestRetryRetriesTransientErrorsOnly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
-			err := storage.Retry{MinBackoff: time.Microsecond, MaxBackoff: time.Millisecond}.Do(context.Background(), func(context.Context) error {
+			err := storage.RetryPolicy{BaseDelay: time.Microsecond, MaxDelay: time.Millisecond}.Do(context.Background(), func(context.Context) error {
 				calls++
 				if calls <= len(tt.errs) {
 					return tt.errs[calls-1]
@@ -85,11 +85,11 @@ func TestRetryRetriesTransientErrorsOnly(t *testing.T) {
 	}
 }
 
-func TestRetryStopsWhenContextEnds(t *testing.T) {
+func TestRetryPolicyStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	blip := storage.Transient(errors.New("blip"))
-	err := storage.Retry{Attempts: 100, MinBackoff: time.Hour}.Do(ctx, func(context.Context) error {
+	blip := storage.TransientIOError(errors.New("blip"))
+	err := storage.RetryPolicy{MaxAttempts: 100, BaseDelay: time.Hour, MaxDelay: time.Hour}.Do(ctx, func(context.Context) error {
 		calls++
 		cancel() // the backoff that follows must end with the context, not after an hour
 		return blip
@@ -99,10 +99,10 @@ func TestRetryStopsWhenContextEnds(t *testing.T) {
 	}
 }
 
-func TestRetryCustomClassifier(t *testing.T) {
+func TestRetryPolicyUsesCustomClassifier(t *testing.T) {
 	busy := errors.New("database is busy")
 	calls := 0
-	err := storage.Retry{MinBackoff: time.Microsecond, Transient: func(err error) bool { return errors.Is(err, busy) }}.Do(context.Background(), func(context.Context) error {
+	err := storage.RetryPolicy{BaseDelay: time.Microsecond, Transient: func(err error) bool { return errors.Is(err, busy) }}.Do(context.Background(), func(context.Context) error {
 		calls++
 		if calls == 1 {
 			return busy

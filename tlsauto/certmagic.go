@@ -13,14 +13,14 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
 
-	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // testHooks let this package's tests change how Managers are built. They
 // are nil outside tests.
 var testHooks struct {
 	// solverConfig adjusts the settings of the Manager's DNS-01 solver.
-	solverConfig func(*dnsprovider.SolverConfig)
+	solverConfig func(*dns01.Config)
 	// solver replaces certfleet's DNS-01 solver (the benchmark compares
 	// certmagic's).
 	solver func(Config) acmez.Solver
@@ -28,12 +28,12 @@ var testHooks struct {
 
 // newSolver builds the DNS-01 solver of one Manager: certfleet's own, which
 // journals its records in store, the storage the fleet shares.
-func newSolver(c Config, s settings, store certmagic.Storage) (*dnsprovider.Solver, error) {
+func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, error) {
 	timeout := s.propagationTTL
 	if timeout < 0 {
 		timeout = 0 // no check: the solver's default applies to nothing
 	}
-	cfg := dnsprovider.SolverConfig{
+	cfg := dns01.Config{
 		DNS:                c.DNS,
 		Storage:            store,
 		Resolvers:          s.resolvers,
@@ -48,7 +48,7 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dnsprovider.Solv
 	}
 	// Config.validate checked every setting; what remains is the system's
 	// resolvers, read when Resolvers is empty.
-	return dnsprovider.NewSolver(cfg)
+	return dns01.New(cfg)
 }
 
 // newCertmagic builds the certmagic Cache and Config of one Manager. It sets

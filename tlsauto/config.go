@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // ACME directory URLs of well-known certificate authorities.
@@ -48,8 +49,8 @@ type Config struct {
 
 	// DNS writes the _acme-challenge TXT records: any libdns provider that
 	// can append and delete records. Required. Its transient errors are
-	// retried with dnsprovider.Retry's default policy, unless it already
-	// is or wraps a Retry provider.
+	// retried with dnsprovider.WithRetry's default policy, unless it already
+	// is or wraps a WithRetry provider.
 	DNS dnsprovider.Provider
 
 	// Storage holds certificates, keys, ACME accounts, locks and the
@@ -66,11 +67,11 @@ type Config struct {
 	Resolvers []string
 
 	// PropagationCheck says which servers must serve a challenge record
-	// before the CA is asked to validate it: dnsprovider.PropagationAll
+	// before the CA is asked to validate it: dns01.PropagationAll
 	// (every authoritative nameserver of the zone, asked directly; the
 	// default), PropagationAny (one of them), PropagationResolvers (every
 	// server in Resolvers) or PropagationSkip (no check).
-	PropagationCheck dnsprovider.Propagation
+	PropagationCheck dns01.Propagation
 
 	// PropagationDelay is waited after a challenge record is written,
 	// before the propagation check. Default: 0.
@@ -195,7 +196,7 @@ type settings struct {
 	syncInterval   time.Duration
 	renewalRatio   float64
 	propagationTTL time.Duration
-	propagation    dnsprovider.Propagation
+	propagation    dns01.Propagation
 	logger         *slog.Logger
 	shareNames     bool
 	serveExpired   bool
@@ -267,13 +268,13 @@ func (c *Config) validate() (settings, error) {
 	default:
 		s.propagationTTL = c.PropagationTimeout
 	}
-	if s.propagation, err = dnsprovider.ParsePropagation(string(c.PropagationCheck)); err != nil {
+	if s.propagation, err = dns01.ParsePropagation(string(c.PropagationCheck)); err != nil {
 		return s, invalid("PropagationCheck", "%w", err)
 	}
 	if s.propagationTTL < 0 {
-		s.propagation = dnsprovider.PropagationSkip
+		s.propagation = dns01.PropagationSkip
 	}
-	if s.propagation == dnsprovider.PropagationResolvers && len(s.resolvers) == 0 {
+	if s.propagation == dns01.PropagationResolvers && len(s.resolvers) == 0 {
 		return s, invalid("PropagationCheck", "%q checks through Resolvers: set Resolvers too", s.propagation)
 	}
 	if c.PropagationDelay < 0 {

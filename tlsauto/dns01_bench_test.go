@@ -14,7 +14,7 @@ import (
 	"github.com/mholt/acmez/v3"
 	"go.uber.org/zap"
 
-	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
@@ -139,7 +139,7 @@ func benchManager(b *testing.B, w *testacme.World, email string, names []string)
 		Storage:            store,
 		Resolvers:          []string{w.DNSAddr()},
 		DNSPort:            worldPort(b, w),
-		PropagationCheck:   dnsprovider.PropagationAll,
+		PropagationCheck:   dns01.PropagationAll,
 		PropagationTimeout: 2 * time.Minute,
 		Logger:             slog.New(slog.DiscardHandler),
 	})

@@ -3,12 +3,12 @@ package tlsauto
 import (
 	"github.com/mholt/acmez/v3"
 
-	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // SetSolverHook makes the Managers created until restore is called adjust
 // their DNS-01 solver's settings with f (shorter leases, faster retries).
-func SetSolverHook(f func(*dnsprovider.SolverConfig)) (restore func()) {
+func SetSolverHook(f func(*dns01.Config)) (restore func()) {
 	old := testHooks.solverConfig
 	testHooks.solverConfig = f
 	return func() { testHooks.solverConfig = old }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/dnsprovider/cloudflare"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
@@ -53,7 +54,7 @@ func dnsConfig(t *testing.T, w *testacme.World, store certmagic.Storage, names .
 	cfg := testConfig(t, w, names...)
 	cfg.Storage = store
 	cfg.PropagationTimeout = 30 * time.Second
-	cfg.PropagationCheck = dnsprovider.PropagationAll
+	cfg.PropagationCheck = dns01.PropagationAll
 	cfg.DNSPort = worldPort(t, w)
 	return cfg
 }
@@ -83,7 +84,7 @@ func fileStore(t testing.TB, dir string) *file.Storage {
 // fastRetries makes the DNS-01 solvers of the test retry provider errors
 // quickly.
 func fastRetries(t *testing.T) {
-	t.Cleanup(tlsauto.SetSolverHook(func(c *dnsprovider.SolverConfig) {
+	t.Cleanup(tlsauto.SetSolverHook(func(c *dns01.Config) {
 		c.Retry = dnsprovider.RetryPolicy{MaxAttempts: 10, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
 	}))
 }
@@ -417,7 +418,7 @@ func runChild(t *testing.T) bool {
 		t.Fatal(err)
 	}
 	if spec.Lease > 0 {
-		t.Cleanup(tlsauto.SetSolverHook(func(c *dnsprovider.SolverConfig) { c.OwnerLease = spec.Lease }))
+		t.Cleanup(tlsauto.SetSolverHook(func(c *dns01.Config) { c.OwnerLease = spec.Lease }))
 	}
 	roots, err := os.ReadFile(spec.RootsFile)
 	if err != nil {
@@ -433,7 +434,7 @@ func runChild(t *testing.T) bool {
 		Storage:            fileStore(t, spec.StorageDir),
 		Resolvers:          []string{spec.Resolver},
 		DNSPort:            spec.DNSPort,
-		PropagationCheck:   dnsprovider.PropagationAll,
+		PropagationCheck:   dns01.PropagationAll,
 		PropagationDelay:   spec.Delay,
 		PropagationTimeout: time.Minute,
 		Logger:             slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -684,7 +685,7 @@ func TestNewRejectsBadDNS01Settings(t *testing.T) {
 		want   string
 	}{
 		{"unknown check", func(c *tlsauto.Config) { c.PropagationCheck = "most" }, `PropagationCheck: unknown propagation check "most"`},
-		{"resolvers check without resolvers", func(c *tlsauto.Config) { c.PropagationCheck = dnsprovider.PropagationResolvers; c.Resolvers = nil }, "PropagationCheck"},
+		{"resolvers check without resolvers", func(c *tlsauto.Config) { c.PropagationCheck = dns01.PropagationResolvers; c.Resolvers = nil }, "PropagationCheck"},
 		{"negative delay", func(c *tlsauto.Config) { c.PropagationDelay = -time.Second }, "PropagationDelay"},
 		{"bad port", func(c *tlsauto.Config) { c.DNSPort = 65536 }, "DNSPort: 65536 is not a port"},
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
@@ -49,17 +50,17 @@ const (
 // minutes), so that an unreachable database does not hang the caller.
 // Storage it opens is closed by the Manager's Close.
 func NewFromEnv(domains ...string) (*Manager, error) {
-	timeout, err := startTimeout(secretenv.OS)
+	timeout, err := startTimeout(os.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return newFromEnv(ctx, secretenv.OS, domains)
+	return newFromEnv(ctx, os.Getenv, domains)
 }
 
 // newFromEnv is NewFromEnv opening storage within ctx.
-func newFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) (*Manager, error) {
+func newFromEnv(ctx context.Context, env func(string) string, domains []string) (*Manager, error) {
 	cfg, closer, err := configFromEnv(ctx, env, domains)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)
@@ -77,11 +78,11 @@ func newFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) (*M
 
 // configFromEnv reads a Config from env, opening storage within ctx. The
 // returned closer, if not nil, releases the storage it opened.
-func configFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) (Config, io.Closer, error) {
+func configFromEnv(ctx context.Context, env func(string) string, domains []string) (Config, io.Closer, error) {
 	var cfg Config
 	var errs []error
 	get := func(name string) string {
-		v, err := env.Lookup(name)
+		v, err := secretenv.Lookup(env, name)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -111,7 +112,7 @@ func configFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) 
 	cfg.PropagationTimeout = getDuration(get, EnvPropagationTimeout, &errs)
 	cfg.PropagationDelay = getDuration(get, EnvPropagationDelay, &errs)
 	if v := get(EnvPropagationCheck); v != "" {
-		p, err := dnsprovider.ParsePropagation(v)
+		p, err := dns01.ParsePropagation(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", EnvPropagationCheck, err))
 		}
@@ -187,8 +188,8 @@ func configFromEnv(ctx context.Context, env secretenv.Getenv, domains []string) 
 const defaultStartTimeout = 5 * time.Minute
 
 // startTimeout reads CERTFLEET_START_TIMEOUT.
-func startTimeout(env secretenv.Getenv) (time.Duration, error) {
-	v, err := env.Lookup(EnvStartTimeout)
+func startTimeout(env func(string) string) (time.Duration, error) {
+	v, err := secretenv.Lookup(env, EnvStartTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -240,10 +241,10 @@ func loadRoots(path string) (*x509.CertPool, error) {
 // name whose renewal fails, go on in the background. Closing the listener
 // stops the Manager behind it.
 func Listen(addr string, domains ...string) (net.Listener, error) {
-	return listen(secretenv.OS, addr, domains)
+	return listen(os.Getenv, addr, domains)
 }
 
-func listen(env secretenv.Getenv, addr string, domains []string) (net.Listener, error) {
+func listen(env func(string) string, addr string, domains []string) (net.Listener, error) {
 	timeout, err := startTimeout(env)
 	if err != nil {
 		return nil, fmt.Errorf("tlsauto: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/certfleet/certfleet/dnsprovider"
 	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage/encrypt"
@@ -17,7 +18,7 @@ import (
 )
 
 func init() {
-	dnsprovider.Register("envtest", func(secretenv.Getenv) (dnsprovider.Provider, error) { return nopDNS{}, nil })
+	dnsprovider.Register("envtest", func(func(string) string) (dnsprovider.Provider, error) { return nopDNS{}, nil })
 }
 
 func TestConfigFromEnv(t *testing.T) {
@@ -48,7 +49,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if cfg.CA != LetsEncryptStaging || cfg.KeyType != KeyRSA2048 || cfg.Profile != "shortlived" || cfg.PropagationTimeout.Seconds() != 90 {
 		t.Errorf("settings not read: %+v", cfg)
 	}
-	if cfg.PropagationCheck != dnsprovider.PropagationAny || cfg.PropagationDelay != 2*time.Second || cfg.DNSPort != 5353 {
+	if cfg.PropagationCheck != dns01.PropagationAny || cfg.PropagationDelay != 2*time.Second || cfg.DNSPort != 5353 {
 		t.Errorf("DNS-01 settings not read: check %q, delay %v, port %d", cfg.PropagationCheck, cfg.PropagationDelay, cfg.DNSPort)
 	}
 	if _, ok := cfg.Storage.(*encrypt.Storage); !ok {

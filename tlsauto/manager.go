@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
 
-	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // Manager obtains, renews and serves the certificates of one Config. Create
@@ -30,7 +30,7 @@ type Manager struct {
 	cache   *certmagic.Cache
 	storage certmagic.Storage
 	log     *slog.Logger
-	dns01   *dnsprovider.Solver // nil when a test replaced it
+	dns01   *dns01.Solver // nil when a test replaced it
 	onEvent func(Event)
 
 	// served is what the handshake path reads.

@@ -1,7 +1,7 @@
 // Package cloudflare is certfleet's Cloudflare DNS provider: libdns/cloudflare
 // with its configuration validated at construction, API errors turned into
 // dnsprovider.StatusError (status, Cloudflare error code, Retry-After) so that
-// dnsprovider.Retry can classify them, idempotent appends, and credentials
+// dnsprovider.WithRetry can classify them, idempotent appends, and credentials
 // kept out of every error, log and formatted value.
 //
 // Importing the package registers the provider as "cloudflare":
@@ -27,12 +27,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet/dnsprovider"
-	"github.com/certfleet/certfleet/internal/secretenv"
 	libdnscf "github.com/libdns/cloudflare"
 	"github.com/libdns/libdns"
 )
@@ -95,15 +95,15 @@ func redacted(secret string) string {
 // FromEnv builds a provider from CLOUDFLARE_API_TOKEN and
 // CLOUDFLARE_ZONE_TOKEN (or their _FILE variants) as getenv returns them; a
 // nil getenv reads the process environment.
-func FromEnv(getenv secretenv.Getenv) (dnsprovider.Provider, error) {
+func FromEnv(getenv func(string) string) (dnsprovider.Provider, error) {
 	if getenv == nil {
-		getenv = secretenv.OS
+		getenv = os.Getenv
 	}
-	api, err := getenv.Lookup(EnvAPIToken)
+	api, err := dnsprovider.LookupEnv(getenv, EnvAPIToken)
 	if err != nil {
 		return nil, err
 	}
-	zone, err := getenv.Lookup(EnvZoneToken)
+	zone, err := dnsprovider.LookupEnv(getenv, EnvZoneToken)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (p *Provider) do(op, zone string, f func() error) (err error) {
 			err = fmt.Errorf("libdns/cloudflare failed on an unexpected API answer: %v", v)
 		}
 		if err != nil {
-			err = &dnsprovider.OpError{Provider: "cloudflare", Op: op, Zone: zone, Attempts: 1, Temporary: dnsprovider.IsTransient(err), Err: explain(err, zone)}
+			err = &dnsprovider.OpError{Provider: "cloudflare", Op: op, Zone: zone, Attempts: 1, Temporary: dnsprovider.IsTransientAPIError(err), Err: explain(err, zone)}
 		}
 	}()
 	return f()

@@ -179,7 +179,7 @@ func TestPermanentErrorsFailFastNamingProviderZoneAndCause(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f.ResetStats()
-			p := dnsprovider.Retry(provider(t, f, tc.token), dnsprovider.RetryPolicy{BaseDelay: time.Millisecond})
+			p := dnsprovider.WithRetry(provider(t, f, tc.token), dnsprovider.RetryPolicy{BaseDelay: time.Millisecond})
 			_, err := p.AppendRecords(context.Background(), tc.zone, []libdns.Record{txt("x", "v")})
 			var oe *dnsprovider.OpError
 			if !errors.As(err, &oe) || oe.Temporary || oe.Attempts != 1 {
@@ -208,7 +208,7 @@ func TestAPIErrorsCarryStatusAndRetryAfter(t *testing.T) {
 	f.FailNext(1, 429)
 	_, err := p.AppendRecords(ctx, "example.com", []libdns.Record{txt("x", "v")})
 	var se *dnsprovider.StatusError
-	if !errors.As(err, &se) || se.StatusCode != 429 || se.Code != "971" || !dnsprovider.IsTransient(err) {
+	if !errors.As(err, &se) || se.StatusCode != 429 || se.Code != "971" || !dnsprovider.IsTransientAPIError(err) {
 		t.Fatalf("err = %v, want a transient 429 StatusError", err)
 	}
 	if d, ok := dnsprovider.RetryAfter(err); !ok || d != 3*time.Second {
@@ -218,7 +218,7 @@ func TestAPIErrorsCarryStatusAndRetryAfter(t *testing.T) {
 	f.SetFaults(apifake.Faults{Rate: 1, Seed: 2})
 	for range 10 {
 		_, err := p.(libdns.RecordGetter).GetRecords(ctx, "example.com")
-		if err == nil || !dnsprovider.IsTransient(err) {
+		if err == nil || !dnsprovider.IsTransientAPIError(err) {
 			t.Fatalf("injected fault gave %v, want a transient error", err)
 		}
 	}
@@ -227,7 +227,7 @@ func TestAPIErrorsCarryStatusAndRetryAfter(t *testing.T) {
 func TestRetryCompletesEveryWriteDespiteFaults(t *testing.T) {
 	f, mem := fake(t, sentinel, "example.com.")
 	f.SetFaults(apifake.Faults{Rate: 0.3, LostRate: 0.05, Seed: 42})
-	p := dnsprovider.Retry(provider(t, f, sentinel), dnsprovider.RetryPolicy{
+	p := dnsprovider.WithRetry(provider(t, f, sentinel), dnsprovider.RetryPolicy{
 		MaxAttempts: 40, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
 	})
 	apifake.CheckWritesThroughFaults(t, p, mem, "example.com.")
@@ -263,7 +263,7 @@ func TestTokenNeverAppearsInLogsErrorsOrFormattedValues(t *testing.T) {
 		texts = append(texts, fmt.Sprintf(verb, cfg))
 	}
 	for _, f := range []*apifake.Cloudflare{good, bad} {
-		p := dnsprovider.Audit(dnsprovider.Retry(provider(t, f, sentinel), dnsprovider.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}), logger, dnsprovider.AuditMember("m1"))
+		p := dnsprovider.Audit(dnsprovider.WithRetry(provider(t, f, sentinel), dnsprovider.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}), logger, dnsprovider.AuditMember("m1"))
 		inner := p.(interface{ Unwrap() dnsprovider.Provider }).Unwrap().(interface{ Unwrap() dnsprovider.Provider }).Unwrap()
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d"} {
 			texts = append(texts, fmt.Sprintf(verb, inner), fmt.Sprintf(verb, p))
@@ -310,7 +310,7 @@ func TestDeleteReportsFailedLookupThatLibdnsIgnores(t *testing.T) {
 		t.Fatalf("backend = %v", got)
 	}
 	f.FailNext(1, 500)
-	if _, err := ours.DeleteRecords(ctx, "example.com", rec); err == nil || !dnsprovider.IsTransient(err) {
+	if _, err := ours.DeleteRecords(ctx, "example.com", rec); err == nil || !dnsprovider.IsTransientAPIError(err) {
 		t.Fatalf("DeleteRecords error = %v, want the transient failure of the lookup", err)
 	}
 }

@@ -17,7 +17,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	// Retry transient errors, write only to example.com, log every change.
-	p = dnsprovider.Audit(dnsprovider.Guard(dnsprovider.Retry(p, dnsprovider.RetryPolicy{}), "example.com"), slog.Default())
+	p = dnsprovider.Audit(dnsprovider.Guard(dnsprovider.WithRetry(p, dnsprovider.RetryPolicy{}), "example.com"), slog.Default())
 	_, err = p.AppendRecords(context.Background(), "example.com.", []libdns.Record{
 		libdns.TXT{Name: "_acme-challenge", Text: "digest", TTL: 2 * time.Minute},
 	})

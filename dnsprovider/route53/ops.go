@@ -26,7 +26,7 @@ func (p *Provider) do(op, zone string, f func() error) (err error) {
 		}
 		if err != nil {
 			err = p.convert(err, zone)
-			err = &dnsprovider.OpError{Provider: "route53", Op: op, Zone: zone, Attempts: 1, Temporary: dnsprovider.IsTransient(err), Err: err}
+			err = &dnsprovider.OpError{Provider: "route53", Op: op, Zone: zone, Attempts: 1, Temporary: dnsprovider.IsTransientAPIError(err), Err: err}
 		}
 	}()
 	return f()

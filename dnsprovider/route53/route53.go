@@ -1,7 +1,7 @@
 // Package route53 is certfleet's Amazon Route 53 DNS provider:
 // libdns/route53 with its configuration validated at construction, AWS errors
 // turned into dnsprovider.StatusError (status, AWS error code) so that
-// dnsprovider.Retry can classify them, idempotent appends, and credentials
+// dnsprovider.WithRetry can classify them, idempotent appends, and credentials
 // kept out of every error, log and formatted value.
 //
 // libdns/route53 calls log.Fatalf, ending the program, when the AWS
@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,7 +44,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	r53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/certfleet/certfleet/dnsprovider"
-	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/libdns/libdns"
 	libdnsr53 "github.com/libdns/route53"
 )
@@ -90,7 +90,7 @@ type Config struct {
 
 	// MaxAttempts is the number of attempts the AWS SDK makes for one API
 	// request (its own retries of throttling and server errors). Default 3;
-	// 1 leaves all retrying to dnsprovider.Retry.
+	// 1 leaves all retrying to dnsprovider.WithRetry.
 	MaxAttempts int
 
 	// WaitForSync makes each change wait until Route 53 reports it INSYNC
@@ -135,14 +135,14 @@ func redacted(secret string) string {
 // documentation as getenv returns them; a nil getenv reads the process
 // environment. The rest of the AWS chain is read by the AWS SDK from the
 // process environment and files.
-func FromEnv(getenv secretenv.Getenv) (dnsprovider.Provider, error) {
+func FromEnv(getenv func(string) string) (dnsprovider.Provider, error) {
 	if getenv == nil {
-		getenv = secretenv.OS
+		getenv = os.Getenv
 	}
 	var cfg Config
 	var errs []error
 	secret := func(name string, dst *string) {
-		v, err := getenv.Lookup(name)
+		v, err := dnsprovider.LookupEnv(getenv, name)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -165,7 +165,7 @@ func FromEnv(getenv secretenv.Getenv) (dnsprovider.Provider, error) {
 		if v := getenv(name); v != "" {
 			if err := checkEndpoint(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			} else if v != secretenv.OS(name) {
+			} else if v != os.Getenv(name) {
 				errs = append(errs, fmt.Errorf("%s: the AWS SDK reads it from the process environment only, where it is not %q: set it there", name, v))
 			}
 		}

@@ -269,7 +269,7 @@ func TestPermanentErrorsFailFastNamingProviderZoneAndCause(t *testing.T) {
 			if tc.name == "unknown zone" {
 				f.SetCredentials(keyID, sentinel)
 			}
-			p := dnsprovider.Retry(provider(t, config()), dnsprovider.RetryPolicy{BaseDelay: time.Millisecond})
+			p := dnsprovider.WithRetry(provider(t, config()), dnsprovider.RetryPolicy{BaseDelay: time.Millisecond})
 			f.ResetStats()
 			_, err := p.AppendRecords(context.Background(), tc.zone, []libdns.Record{txt("x", "v")})
 			var oe *dnsprovider.OpError
@@ -295,7 +295,7 @@ func TestThrottlingIsTransient(t *testing.T) {
 		f.FailNext(1, code)
 		_, err := p.AppendRecords(context.Background(), "example.com", []libdns.Record{txt("x", "v")})
 		var se *dnsprovider.StatusError
-		if !errors.As(err, &se) || se.Code != code || !dnsprovider.IsTransient(err) {
+		if !errors.As(err, &se) || se.Code != code || !dnsprovider.IsTransientAPIError(err) {
 			t.Fatalf("%s: err = %v, want a transient StatusError", code, err)
 		}
 	}
@@ -304,7 +304,7 @@ func TestThrottlingIsTransient(t *testing.T) {
 func TestRetryCompletesEveryWriteDespiteFaults(t *testing.T) {
 	f, mem := fake(t, "example.com.")
 	f.SetFaults(apifake.Faults{Rate: 0.3, LostRate: 0.05, Seed: 42})
-	p := dnsprovider.Retry(provider(t, config()), dnsprovider.RetryPolicy{
+	p := dnsprovider.WithRetry(provider(t, config()), dnsprovider.RetryPolicy{
 		MaxAttempts: 40, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
 	})
 	apifake.CheckWritesThroughFaults(t, p, mem, "example.com.")
@@ -338,7 +338,7 @@ func TestCredentialsNeverAppearInLogsErrorsOrFormattedValues(t *testing.T) {
 		texts = append(texts, fmt.Sprintf(verb, cfg))
 	}
 	inner := provider(t, cfg)
-	p := dnsprovider.Audit(dnsprovider.Retry(inner, dnsprovider.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}), logger)
+	p := dnsprovider.Audit(dnsprovider.WithRetry(inner, dnsprovider.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}), logger)
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d"} {
 		texts = append(texts, fmt.Sprintf(verb, inner), fmt.Sprintf(verb, p))
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/certfleet/certfleet/dnsprovider"
-	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -21,7 +20,7 @@ import (
 // settings from CERTFLEET_* variables, against the in-process test world.
 func TestOneLinerServesVerifiedHTTPS(t *testing.T) {
 	w := testacme.Start(t, testacme.Options{})
-	dnsprovider.Register("testacme-hello", func(secretenv.Getenv) (dnsprovider.Provider, error) { return w.Provider(), nil })
+	dnsprovider.Register("testacme-hello", func(func(string) string) (dnsprovider.Provider, error) { return w.Provider(), nil })
 	roots := filepath.Join(t.TempDir(), "acme-roots.pem")
 	if err := os.WriteFile(roots, w.ACMERootsPEM(), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/libdns/libdns"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53" // members reach the Route 53 fake
 	"github.com/certfleet/certfleet/storage"
 	_ "github.com/certfleet/certfleet/storage/all" // members open any backend by URL
@@ -40,7 +41,7 @@ type MemberSpec struct {
 	DNSProvider string   `json:"dns_provider"`  // a name for dnsprovider.FromEnv
 	Resolvers   []string `json:"resolvers"`
 
-	PropagationCheck     string        `json:"propagation_check"` // dnsprovider.Propagation
+	PropagationCheck     string        `json:"propagation_check"` // dns01.Propagation
 	PropagationTimeout   time.Duration `json:"propagation_timeout"`
 	DNSPort              int           `json:"dns_port"` // of the zones' authoritative nameservers
 	RenewalCheckInterval time.Duration `json:"renewal_check_interval"`
@@ -174,7 +175,7 @@ func (r *member) run(stdin io.Reader) error {
 		DNS:                  hold,
 		Storage:              store,
 		Resolvers:            spec.Resolvers,
-		PropagationCheck:     dnsprovider.Propagation(spec.PropagationCheck),
+		PropagationCheck:     dns01.Propagation(spec.PropagationCheck),
 		PropagationTimeout:   spec.PropagationTimeout,
 		DNSPort:              spec.DNSPort,
 		Logger:               logger,

@@ -1,6 +1,9 @@
 // Package secretenv reads settings from environment variables, where any
 // variable NAME may instead be given as a path in NAME_FILE (the convention of
 // container secrets). Values read here are never included in errors.
+//
+// It is shared by the DNS providers (through dnsprovider.LookupEnv), the
+// storage backends and tlsauto, which cannot import one another.
 package secretenv
 
 import (
@@ -9,26 +12,21 @@ import (
 	"strings"
 )
 
-// Getenv looks up a variable; it is os.Getenv by default and a map in tests.
-type Getenv func(name string) string
-
-// OS reads the process environment.
-var OS Getenv = os.Getenv
-
-// Map returns a Getenv over a fixed set of variables.
-func Map(vars map[string]string) Getenv {
+// Map returns a getenv over a fixed set of variables, for tests.
+func Map(vars map[string]string) func(string) string {
 	return func(name string) string { return vars[name] }
 }
 
 // Lookup returns the value of NAME, or the contents of the file named by
-// NAME_FILE (with trailing newlines removed). Setting both is an error, so that
-// nobody wonders which one won. An empty result with a nil error means unset.
-func (g Getenv) Lookup(name string) (string, error) {
-	if g == nil {
-		g = OS
+// NAME_FILE (with trailing newlines removed), both read through getenv (nil
+// means os.Getenv). Setting both is an error, so that nobody wonders which
+// one won. An empty result with a nil error means unset.
+func Lookup(getenv func(string) string, name string) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
 	}
-	v := g(name)
-	path := g(name + "_FILE")
+	v := getenv(name)
+	path := getenv(name + "_FILE")
 	switch {
 	case path == "":
 		return v, nil

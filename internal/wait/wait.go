@@ -6,21 +6,28 @@ package wait
 import (
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/internal/backoff"
 )
+
+// pollSchedule spaces the calls of cond: fast at first, so that a test
+// waits little for what happens quickly, backing off so that a long wait
+// does not spin.
+var pollSchedule = backoff.Policy{Base: 100 * time.Microsecond, Max: 50 * time.Millisecond}
 
 // Until calls cond until it returns true or timeout passes, and reports
 // whether it did. Between calls it waits 100 µs at first, doubling up to
-// 50 ms. It may be called from any goroutine.
+// 50 ms (with jitter). It may be called from any goroutine.
 func Until(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for poll := 1; ; poll++ {
 		if cond() {
 			return true
 		}
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(delay) // poll interval
+		time.Sleep(pollSchedule.Delay(poll)) // poll interval
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func TestEveryBuiltinSchemeIsRegistered(t *testing.T) {
-	got := storage.Schemes()
+	got := storage.Names()
 	for _, want := range []string{"file", "postgres", "postgresql", "redis", "rediss"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("scheme %q is not registered (registered: %v)", want, got)

@@ -21,7 +21,7 @@ const EnvKeys = "CERTFLEET_STORAGE_KEYS"
 // and no error: encryption is off unless the caller requires it. Errors name
 // the position of a bad key, never its contents.
 func KeysFromEnv(getenv func(string) string) ([][]byte, error) {
-	v, err := secretenv.Getenv(getenv).Lookup(EnvKeys)
+	v, err := secretenv.Lookup(getenv, EnvKeys)
 	if err != nil {
 		return nil, fmt.Errorf("encryption keys: %w", err)
 	}

@@ -18,11 +18,11 @@ import (
 
 // vanished matches the race in which a concurrent Delete prunes a directory
 // that Store has just created: Store then starts over.
-var vanished = storage.Retry{
-	Attempts:   10,
-	MinBackoff: time.Millisecond,
-	MaxBackoff: 20 * time.Millisecond,
-	Transient:  func(err error) bool { return errors.Is(err, errVanished) },
+var vanished = storage.RetryPolicy{
+	MaxAttempts: 10,
+	BaseDelay:   time.Millisecond,
+	MaxDelay:    20 * time.Millisecond,
+	Transient:   func(err error) bool { return errors.Is(err, errVanished) },
 }
 
 var errVanished = errors.New("directory removed concurrently")

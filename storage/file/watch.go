@@ -16,9 +16,10 @@ type keyState struct {
 }
 
 // Watch reports the key of every value stored or deleted in the directory, by
-// any process, found by scanning the directory every PollInterval (longer on
-// large directories: see scanPause). The channel closes when ctx ends or the
-// storage is closed.
+// any process, found by scanning the directory every Config.PollInterval; on a
+// large directory the pause between scans grows so that scanning takes about
+// a fiftieth of the time, up to a minute (or PollInterval, if longer). The
+// channel closes when ctx ends or the storage is closed.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
 	s.mu.Lock()
 	if s.closed {
@@ -68,7 +69,6 @@ func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
 	return ch, nil
 }
 
-// changed returns the keys whose state differs between two scans, sorted.
 // scanPause is how long Watch waits before its next scan: the poll
 // interval, stretched on large directories so that scanning takes at most
 // about a fiftieth of the time (10,000 certificates are 30,000 files), but
@@ -77,6 +77,7 @@ func scanPause(poll, scan time.Duration) time.Duration {
 	return min(max(poll, 50*scan), max(poll, time.Minute))
 }
 
+// changed returns the keys whose state differs between two scans, sorted.
 func changed(prev, next map[string]keyState) []string {
 	var keys []string
 	for k, st := range next {

@@ -38,7 +38,7 @@ func TestOpenReadsSettingsFromTheURL(t *testing.T) {
 
 func TestOpenKnowsBothSchemes(t *testing.T) {
 	for _, scheme := range []string{"postgres", "postgresql"} {
-		if !slices.Contains(storage.Schemes(), scheme) {
+		if !slices.Contains(storage.Names(), scheme) {
 			t.Errorf("scheme %s is not registered", scheme)
 		}
 	}

@@ -58,7 +58,7 @@ func (s *Storage) retry(ctx context.Context, op func(ctx context.Context) error)
 }
 
 // transient reports whether err may go away if the operation is tried again:
-// a lost or refused connection (storage.IsTransient), a server shutting down
+// a lost or refused connection (storage.IsTransientIOError), a server shutting down
 // or starting, a serialization failure or deadlock.
 func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -79,5 +79,5 @@ func transient(err error) bool {
 	}
 	var connectErr *pgconn.ConnectError
 	return pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed) ||
-		errors.As(err, &connectErr) || storage.IsTransient(err)
+		errors.As(err, &connectErr) || storage.IsTransientIOError(err)
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"net/url"
+	"os"
 
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/storage"
@@ -19,18 +20,18 @@ func init() {
 
 // open is the storage.OpenFunc of the redis and rediss schemes.
 func open(ctx context.Context, u *url.URL) (storage.Storage, error) {
-	s, err := openEnv(ctx, u, secretenv.OS)
+	s, err := openEnv(ctx, u, os.Getenv)
 	if err != nil {
 		return nil, err // not a nil *Storage in a non-nil interface
 	}
 	return s, nil
 }
 
-// openEnv opens u, taking the password from env when u has none.
-func openEnv(ctx context.Context, u *url.URL, env secretenv.Getenv) (*Storage, error) {
+// openEnv opens u, taking the password from getenv when u has none.
+func openEnv(ctx context.Context, u *url.URL, getenv func(string) string) (*Storage, error) {
 	cfg := Config{Addr: u.String()}
 	if _, ok := u.User.Password(); !ok {
-		pw, err := env.Lookup(EnvPassword)
+		pw, err := secretenv.Lookup(getenv, EnvPassword)
 		if err != nil {
 			return nil, err
 		}

@@ -15,11 +15,11 @@ import (
 // doubling to 1 s, never past the caller's context. go-redis' own retries are
 // turned off so that only operations known to be idempotent (all of ours
 // are, see scripts.go) are repeated.
-var retrier = storage.Retry{
-	Attempts:   5,
-	MinBackoff: 50 * time.Millisecond,
-	MaxBackoff: time.Second,
-	Transient:  transient,
+var retrier = storage.RetryPolicy{
+	MaxAttempts: 5,
+	BaseDelay:   50 * time.Millisecond,
+	MaxDelay:    time.Second,
+	Transient:   transient,
 }
 
 // retry runs op under retrier and returns its last error.
@@ -28,14 +28,14 @@ func retry(ctx context.Context, op func(ctx context.Context) error) error {
 }
 
 // transient reports whether err is worth retrying: the connection failed or
-// timed out (storage.IsTransient), or the server asked to be retried
+// timed out (storage.IsTransientIOError), or the server asked to be retried
 // (LOADING, TRYAGAIN, BUSY, a failover in progress). A closed client and
 // redis.Nil are final.
 func transient(err error) bool {
 	switch {
 	case errors.Is(err, goredis.Nil), errors.Is(err, goredis.ErrClosed):
 		return false
-	case storage.IsTransient(err),
+	case storage.IsTransientIOError(err),
 		errors.Is(err, goredis.ErrPoolTimeout),
 		goredis.IsLoadingError(err),
 		goredis.IsTryAgainError(err),

@@ -21,7 +21,7 @@ type Writer interface {
 // fails t unless every call succeeds, mem (the backend of the fake p talks
 // to) then holds exactly the 50 records, and finally none. Inject faults
 // into the fake first (SetFaults): this is how a provider wrapped in
-// dnsprovider.Retry shows that faults lose or duplicate nothing.
+// dnsprovider.WithRetry shows that faults lose or duplicate nothing.
 func CheckWritesThroughFaults(t testing.TB, p Writer, mem *Memory, zone string) {
 	t.Helper()
 	ctx := context.Background()

@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"

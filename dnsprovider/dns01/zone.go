@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -43,7 +43,7 @@ type nameserver struct {
 // recursive resolvers, and queries servers directly, over UDP with TCP
 // fallback.
 type lookup struct {
-	resolvers []string // "ip:port"
+	resolvers []string // "host:port"
 	nsPort    string   // port authoritative nameservers are queried on
 
 	mu    sync.Mutex
@@ -71,7 +71,7 @@ func systemResolvers() ([]string, error) {
 	return out, nil
 }
 
-// exchange sends q to server ("ip:port") over UDP, and again over TCP if the
+// exchange sends q to server ("host:port") over UDP, and again over TCP if the
 // answer was truncated or UDP failed. It honours ctx's deadline and
 // cancellation.
 func exchange(ctx context.Context, q *dns.Msg, server string) (*dns.Msg, error) {

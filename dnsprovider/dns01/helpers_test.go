@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/mholt/acmez/v3/acme"
 
+	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/internal/testacme"
 )
 
@@ -36,26 +37,26 @@ func newSolverWorld(t *testing.T, zones ...string) *solverWorld {
 	return &solverWorld{World: w, port: port, storage: &certmagic.FileStorage{Path: t.TempDir()}}
 }
 
-// config returns a SolverConfig for the world with fast retries.
-func (w *solverWorld) config(t *testing.T, p Provider) SolverConfig {
+// config returns a Config for the world with fast retries.
+func (w *solverWorld) config(t *testing.T, p dnsprovider.Provider) Config {
 	t.Helper()
 	if p == nil {
 		p = w.Provider()
 	}
-	return SolverConfig{
+	return Config{
 		DNS:                p,
 		Storage:            w.storage,
 		Resolvers:          []string{w.DNSAddr()},
 		NameserverPort:     w.port,
 		PropagationTimeout: 30 * time.Second,
-		Retry:              RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
+		Retry:              dnsprovider.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 		Logger:             slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }
 
-func newTestSolver(t *testing.T, cfg SolverConfig) *Solver {
+func newTestSolver(t *testing.T, cfg Config) *Solver {
 	t.Helper()
-	s, err := NewSolver(cfg)
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certfleet/certfleet/internal/backoff"
 )
 
 // Propagation says which DNS servers must serve a challenge record before
-// the Solver lets the CA validate it.
+// a Solver lets the CA validate it.
 type Propagation string
 
 // Propagation policies.
@@ -42,13 +44,10 @@ func ParsePropagation(s string) (Propagation, error) {
 	return "", fmt.Errorf("unknown propagation check %q: use all, any, resolvers or skip", s)
 }
 
-// Polling starts fast, because most providers publish within a second, and
-// backs off for those that take minutes.
-const (
-	firstPoll  = 20 * time.Millisecond
-	pollGrowth = 1.5
-	maxPoll    = 2 * time.Second
-)
+// pollSchedule spaces the propagation checks of one record: fast at first,
+// because most providers publish within a second, backing off for those
+// that take minutes.
+var pollSchedule = backoff.Policy{Base: 20 * time.Millisecond, Max: 2 * time.Second}
 
 // server is one DNS server that a propagation check asks.
 type server struct {
@@ -60,7 +59,7 @@ type server struct {
 // the policy asks, or until timeout.
 func (s *Solver) waitPropagated(ctx context.Context, p *presented) error {
 	if d := s.cfg.PropagationDelay; d > 0 {
-		if err := sleepCtx(ctx, d); err != nil {
+		if err := backoff.Sleep(ctx, d); err != nil {
 			return err
 		}
 	}
@@ -90,14 +89,19 @@ func (s *Solver) waitPropagated(ctx context.Context, p *presented) error {
 	start := time.Now()
 	done := make([]bool, len(servers))
 	last := make([]error, len(servers)) // why each server is not done yet
-	interval := firstPoll
-	for {
+	for poll := 1; ; poll++ {
 		var wg sync.WaitGroup
 		for i, srv := range servers {
 			if done[i] {
 				continue
 			}
-			wg.Go(func() { done[i], last[i] = serves(ctx, srv, p.entry.Name, p.entry.Value, authoritative) })
+			wg.Go(func() {
+				ok, err := serves(ctx, srv, p.entry.Name, p.entry.Value, authoritative)
+				if !ok && ctx.Err() != nil && last[i] != nil {
+					return // cut short by the timeout: the last answer says more
+				}
+				done[i], last[i] = ok, err
+			})
 		}
 		wg.Wait()
 		ok := 0
@@ -111,17 +115,16 @@ func (s *Solver) waitPropagated(ctx context.Context, p *presented) error {
 				"policy", string(s.cfg.Propagation), "servers", ok, "waited", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
-		if sleepCtx(ctx, interval) != nil {
+		if backoff.Sleep(ctx, pollSchedule.Delay(poll)) != nil {
 			var missing []string
 			for i, srv := range servers {
 				if !done[i] {
 					missing = append(missing, fmt.Sprintf("%s: %v", srv.name, last[i]))
 				}
 			}
-			return fmt.Errorf("dnsprovider: the TXT record %s in zone %s is not served yet (propagation check %q): %s; %w",
+			return fmt.Errorf("dns01: the TXT record %s in zone %s is not served yet (propagation check %q): %s; %w",
 				strings.TrimSuffix(p.entry.Name, "."), strings.TrimSuffix(p.entry.Zone, "."), s.cfg.Propagation, strings.Join(missing, "; "), context.Cause(ctx))
 		}
-		interval = min(time.Duration(float64(interval)*pollGrowth), maxPoll)
 	}
 }
 

@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/libdns/libdns"
@@ -30,10 +29,10 @@ const (
 	closeCleanupMax = 10 * time.Second
 )
 
-// SolverStorage is what a Solver needs of the storage a fleet shares: the
+// Storage is what a Solver needs of the storage a fleet shares: the
 // key-value and lock methods of certmagic.Storage (which certfleet's
 // storage.Storage is), so any of them will do.
-type SolverStorage interface {
+type Storage interface {
 	Store(ctx context.Context, key string, value []byte) error
 	Load(ctx context.Context, key string) ([]byte, error)
 	Delete(ctx context.Context, key string) error
@@ -102,7 +101,7 @@ func (s *Solver) renewLease(ctx context.Context) error {
 		return err
 	}
 	if err := s.cfg.Storage.Store(ctx, ownerKey(s.id), b); err != nil {
-		return fmt.Errorf("dnsprovider: storing the solver's lease at %s: %w", ownerKey(s.id), err)
+		return fmt.Errorf("dns01: storing the solver's lease at %s: %w", ownerKey(s.id), err)
 	}
 	return nil
 }
@@ -114,7 +113,7 @@ func (s *Solver) writeEntry(ctx context.Context, e journalEntry) error {
 		return err
 	}
 	if err := s.cfg.Storage.Store(ctx, e.key(), b); err != nil {
-		return fmt.Errorf("dnsprovider: journaling the TXT record %s before writing it: %w", e.Name, err)
+		return fmt.Errorf("dns01: journaling the TXT record %s before writing it: %w", e.Name, err)
 	}
 	return nil
 }
@@ -127,7 +126,7 @@ func (s *Solver) listEntries(ctx context.Context, ownerPrefix string) ([]string,
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dnsprovider: listing the DNS-01 journal: %w", err)
+		return nil, fmt.Errorf("dns01: listing the DNS-01 journal: %w", err)
 	}
 	var out []string
 	for _, k := range keys {
@@ -162,10 +161,10 @@ func (s *Solver) removeRecord(ctx context.Context, e journalEntry) error {
 	}
 	defer release()
 	if _, err := s.dns.DeleteRecords(ctx, e.Zone, []libdns.Record{e.record(0)}); err != nil {
-		return fmt.Errorf("dnsprovider: deleting the TXT record %s from zone %s: %w", e.Name, e.Zone, err)
+		return fmt.Errorf("dns01: deleting the TXT record %s from zone %s: %w", e.Name, e.Zone, err)
 	}
 	if err := s.cfg.Storage.Delete(ctx, e.key()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("dnsprovider: removing the journal entry of %s (the record is deleted): %w", e.Name, err)
+		return fmt.Errorf("dns01: removing the journal entry of %s (the record is deleted): %w", e.Name, err)
 	}
 	return nil
 }
@@ -190,7 +189,7 @@ func (s *Solver) sweep(ctx context.Context) (sweepResult, error) {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			return res, nil // another member is sweeping
 		}
-		return res, fmt.Errorf("dnsprovider: taking the journal sweep lock: %w", err)
+		return res, fmt.Errorf("dns01: taking the journal sweep lock: %w", err)
 	}
 	defer s.cfg.Storage.Unlock(context.WithoutCancel(ctx), sweepLockName)
 
@@ -301,118 +300,4 @@ func (s *Solver) collectLeases(ctx context.Context, now time.Time, seen map[stri
 		}
 		_ = s.cfg.Storage.Delete(ctx, ownerKey(id))
 	}
-}
-
-// recordLocks serializes writes to one record name across the fleet with
-// a storage lock per name. Within a process the lock is shared: writes from
-// several goroutines may overlap (libdns providers must be safe for
-// concurrent use), while writes from other members wait.
-type recordLocks struct {
-	storage SolverStorage
-
-	mu        sync.Mutex
-	holds     map[string]*hold
-	unlocking map[string]chan struct{} // closed when the storage lock is released
-}
-
-type hold struct {
-	users int
-	ready chan struct{} // closed once the storage lock is taken or failed
-	err   error
-}
-
-// acquire takes the lock on name for the caller; release gives it back.
-func (l *recordLocks) acquire(ctx context.Context, name string) (release func(), err error) {
-	lockName := recordLockName + name
-	for {
-		l.mu.Lock()
-		if l.holds == nil {
-			l.holds = make(map[string]*hold)
-		}
-		h := l.holds[name]
-		first := h == nil
-		if first {
-			h = &hold{ready: make(chan struct{})}
-			l.holds[name] = h
-		}
-		h.users++
-		l.mu.Unlock()
-
-		if first {
-			// Our own last holder may still be releasing the storage lock;
-			// waiting for that is faster than polling the storage for it.
-			l.mu.Lock()
-			prev := l.unlocking[name]
-			l.mu.Unlock()
-			err := ctx.Err()
-			if prev != nil {
-				select {
-				case <-prev:
-				case <-ctx.Done():
-					err = ctx.Err()
-				}
-			}
-			if err == nil {
-				err = l.storage.Lock(ctx, lockName)
-			}
-			l.mu.Lock()
-			h.err = err
-			if err != nil && l.holds[name] == h {
-				delete(l.holds, name) // the next caller tries again
-			}
-			close(h.ready)
-			l.mu.Unlock()
-			if err != nil {
-				return nil, fmt.Errorf("dnsprovider: taking the lock on record %s: %w", name, err)
-			}
-		} else {
-			select {
-			case <-h.ready:
-			case <-ctx.Done():
-				l.release(name, h, lockName)
-				return nil, ctx.Err()
-			}
-			if h.err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				continue // the first caller gave up; try to take it ourselves
-			}
-		}
-		var once sync.Once
-		return func() { once.Do(func() { l.release(name, h, lockName) }) }, nil
-	}
-}
-
-// release drops one user of h; the last one unlocks the storage lock.
-func (l *recordLocks) release(name string, h *hold, lockName string) {
-	l.mu.Lock()
-	h.users--
-	// The caller that takes the storage lock is a user until it releases,
-	// so the last user is never one that gave up before the lock was taken.
-	last := h.users == 0 && h.err == nil
-	var done chan struct{}
-	if last {
-		if l.holds[name] == h {
-			delete(l.holds, name)
-		}
-		if l.unlocking == nil {
-			l.unlocking = make(map[string]chan struct{})
-		}
-		done = make(chan struct{})
-		l.unlocking[name] = done
-	}
-	l.mu.Unlock()
-	if !last {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = l.storage.Unlock(ctx, lockName)
-	l.mu.Lock()
-	if l.unlocking[name] == done {
-		delete(l.unlocking, name)
-	}
-	close(done)
-	l.mu.Unlock()
 }

@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -17,24 +17,28 @@ import (
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
+
+	"github.com/certfleet/certfleet/dnsprovider"
 )
 
-// SolverConfig configures a Solver. DNS and Storage are required; every
-// other field has a working zero value, given in its comment.
-type SolverConfig struct {
+// Config configures a Solver. DNS and Storage are required; every other
+// field has a working zero value, given in its comment. New rejects values
+// out of the documented ranges with an error naming the field.
+type Config struct {
 	// DNS writes the challenge records. Required. The Solver wraps it in
-	// Retry with the Retry policy, unless it already is or wraps a Retry
-	// provider.
-	DNS Provider
+	// dnsprovider.WithRetry with the Retry policy, unless it already is or
+	// wraps such a provider (see dnsprovider.HasRetry).
+	DNS dnsprovider.Provider
 
 	// Storage is the storage the fleet shares (any certmagic.Storage): the
 	// Solver keeps its journal, its lease and its locks there. Required.
-	Storage SolverStorage
+	Storage Storage
 
-	// Resolvers are recursive DNS servers ("ip" or "ip:port", port 53 by
-	// default) through which zones, CNAME delegations and nameserver
-	// addresses are looked up, and through which propagation is checked
-	// under PropagationResolvers. Default: the system's resolvers
+	// Resolvers are recursive DNS servers, each an IP address or host name
+	// with an optional port (53 by default): "192.0.2.53", "[2001:db8::53]:53",
+	// "127.0.0.1:5353". Zones, CNAME delegations and nameserver addresses are
+	// looked up through them, and propagation is checked through them under
+	// PropagationResolvers. Default: the system's resolvers
 	// (/etc/resolv.conf).
 	Resolvers []string
 
@@ -57,20 +61,24 @@ type SolverConfig struct {
 	// TTL is the TTL of the challenge records. Default: 60 seconds.
 	TTL time.Duration
 
-	// Retry is the policy for retrying transient provider errors. Default:
-	// the zero RetryPolicy.
-	Retry RetryPolicy
+	// Retry is the policy for retrying the DNS provider's transient API
+	// errors, used when DNS does not retry already. Default: the zero
+	// dnsprovider.RetryPolicy (6 attempts within 2 minutes).
+	Retry dnsprovider.RetryPolicy
 
 	// OwnerLease is how long the Solver's lease in Storage lasts; it renews
 	// it every third of that while it runs. Once a Solver's lease has
-	// lapsed (its process died) any member deletes the records it left.
-	// The clocks of the fleet's members must agree to within a fraction of
-	// it. Default: 1 minute.
+	// lapsed (its process died without Close), any member deletes the
+	// challenge records it left: a crash leaves records in the zone for at
+	// most OwnerLease plus a sweep. A shorter lease cleans up sooner but
+	// writes to Storage more often, and the clocks of the fleet's members
+	// must agree to within a fraction of it. Default: 1 minute; minimum
+	// 100 ms; maximum 1 hour.
 	OwnerLease time.Duration
 
 	// SweepInterval is how often the Solver looks for records left by
-	// members that died. Default: 1 minute; sooner when a lease it saw is
-	// about to lapse.
+	// members that died; it also sweeps just after a lease it saw is due
+	// to lapse. Default: 1 minute; minimum 100 ms; maximum 1 hour.
 	SweepInterval time.Duration
 
 	// Logger receives the Solver's logs. Default: slog.Default().
@@ -79,15 +87,15 @@ type SolverConfig struct {
 
 // withDefaults validates c and fills in its defaults. Each error names the
 // field.
-func (c SolverConfig) withDefaults() (SolverConfig, *lookup, error) {
+func (c Config) withDefaults() (Config, *lookup, error) {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("SolverConfig.%s: %s", field, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("dns01.Config.%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.DNS == nil || orNil(c.DNS) == (nilProvider{}) {
+	if isNil(c.DNS) {
 		bad("DNS", "a DNS provider is required")
 	}
-	if c.Storage == nil || reflect.ValueOf(c.Storage).Kind() == reflect.Pointer && reflect.ValueOf(c.Storage).IsNil() {
+	if isNil(c.Storage) {
 		bad("Storage", "the storage the fleet shares is required (any certmagic.Storage)")
 	}
 	l := &lookup{}
@@ -110,16 +118,16 @@ func (c SolverConfig) withDefaults() (SolverConfig, *lookup, error) {
 		bad("Propagation", "%q needs Resolvers to be set", PropagationResolvers)
 	}
 	for _, d := range []struct {
-		field string
-		v     *time.Duration
-		def   time.Duration
-		min   time.Duration
+		field    string
+		v        *time.Duration
+		def      time.Duration
+		min, max time.Duration // max 0: no maximum
 	}{
-		{"PropagationDelay", &c.PropagationDelay, 0, 0},
-		{"PropagationTimeout", &c.PropagationTimeout, 2 * time.Minute, time.Millisecond},
-		{"TTL", &c.TTL, time.Minute, time.Second},
-		{"OwnerLease", &c.OwnerLease, time.Minute, 30 * time.Millisecond},
-		{"SweepInterval", &c.SweepInterval, time.Minute, 10 * time.Millisecond},
+		{"PropagationDelay", &c.PropagationDelay, 0, 0, 0},
+		{"PropagationTimeout", &c.PropagationTimeout, 2 * time.Minute, time.Millisecond, 0},
+		{"TTL", &c.TTL, time.Minute, time.Second, 0},
+		{"OwnerLease", &c.OwnerLease, time.Minute, 100 * time.Millisecond, time.Hour},
+		{"SweepInterval", &c.SweepInterval, time.Minute, 100 * time.Millisecond, time.Hour},
 	} {
 		switch {
 		case *d.v < 0:
@@ -128,25 +136,37 @@ func (c SolverConfig) withDefaults() (SolverConfig, *lookup, error) {
 			*d.v = d.def
 		case *d.v < d.min:
 			bad(d.field, "%v is too short: use at least %v, or 0 for the default (%v)", *d.v, d.min, d.def)
+		case d.max > 0 && *d.v > d.max:
+			bad(d.field, "%v is too long: use at most %v, or 0 for the default (%v)", *d.v, d.max, d.def)
 		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return c, nil, fmt.Errorf("dnsprovider: %w", err)
+		return c, nil, err
 	}
 	if len(l.resolvers) == 0 {
 		// Read when the Solver is made, so that a missing resolv.conf is
 		// reported at once.
 		if l.resolvers, err = systemResolvers(); err != nil {
-			return c, nil, fmt.Errorf("dnsprovider: SolverConfig.Resolvers: not set, and the system's resolvers cannot be read (%w): set Resolvers", err)
+			return c, nil, fmt.Errorf("dns01.Config.Resolvers: not set, and the system's resolvers cannot be read (%w): set Resolvers", err)
 		}
 	}
 	return c, l, nil
 }
 
-// resolverAddr validates "ip" or "ip:port" and returns "ip:port".
+// isNil reports whether v is nil or a nil pointer in an interface.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// resolverAddr validates a resolver, "host" or "host:port", and returns
+// "host:port".
 func resolverAddr(r string) (string, error) {
 	host, port := r, "53"
 	if h, p, err := net.SplitHostPort(r); err == nil {
@@ -182,8 +202,8 @@ func resolverAddr(r string) (string, error) {
 // Start the Solver (or let the first Present start it) and Close it when
 // done. It is safe for concurrent use.
 type Solver struct {
-	cfg    SolverConfig
-	dns    Provider
+	cfg    Config
+	dns    dnsprovider.Provider
 	lookup *lookup
 	locks  *recordLocks
 	log    *slog.Logger
@@ -217,20 +237,20 @@ var (
 	_ acmez.Waiter = (*Solver)(nil)
 )
 
-// NewSolver validates cfg and returns a Solver. It does no network or
-// storage I/O.
-func NewSolver(cfg SolverConfig) (*Solver, error) {
+// New validates cfg and returns a Solver. It does no network or storage
+// I/O.
+func New(cfg Config) (*Solver, error) {
 	cfg, l, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	id, err := newID()
 	if err != nil {
-		return nil, fmt.Errorf("dnsprovider: generating the solver's id: %w", err)
+		return nil, fmt.Errorf("dns01: generating the solver's id: %w", err)
 	}
 	p := cfg.DNS
-	if !retries(p) {
-		p = Retry(p, cfg.Retry)
+	if !dnsprovider.HasRetry(p) {
+		p = dnsprovider.WithRetry(p, cfg.Retry)
 	}
 	s := &Solver{
 		cfg:    cfg,
@@ -245,30 +265,8 @@ func NewSolver(cfg SolverConfig) (*Solver, error) {
 	return s, nil
 }
 
-// retries reports whether p is, or wraps, a Retry provider.
-func retries(p Provider) bool {
-	retrierType := reflect.TypeFor[*retrier]()
-	for p != nil {
-		if reflect.TypeOf(p) == retrierType {
-			return true
-		}
-		// expose wraps a wrapper in a struct whose first field holds it.
-		if v := reflect.ValueOf(p); v.Kind() == reflect.Struct && v.NumField() > 0 {
-			if f := v.Field(0); f.Kind() == reflect.Interface && !f.IsNil() && f.Elem().Type() == retrierType {
-				return true
-			}
-		}
-		u, ok := p.(interface{ Unwrap() Provider })
-		if !ok {
-			return false
-		}
-		p = u.Unwrap()
-	}
-	return false
-}
-
-// ErrSolverClosed is returned by a Solver's methods after Close.
-var ErrSolverClosed = errors.New("dnsprovider: the DNS-01 solver is closed")
+// ErrClosed is returned by a Solver's methods after Close.
+var ErrClosed = errors.New("dns01: the DNS-01 solver is closed")
 
 // begin starts a call: it fails after Close, and returns a context that
 // Close cancels too.
@@ -276,7 +274,7 @@ func (s *Solver) begin(ctx context.Context) (context.Context, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, nil, ErrSolverClosed
+		return nil, nil, ErrClosed
 	}
 	s.ops.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -311,7 +309,7 @@ func (s *Solver) ensureStarted(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrSolverClosed
+		return ErrClosed
 	}
 	s.loops.Go(s.renewLoop)
 	s.loops.Go(s.sweepLoop)
@@ -407,12 +405,12 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	value := chal.DNS01KeyAuthorization()
 	target, err := s.lookup.followCNAME(ctx, name)
 	if err != nil {
-		return fmt.Errorf("dnsprovider: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
+		return fmt.Errorf("dns01: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
 	}
 	needNS := s.cfg.Propagation == PropagationAll || s.cfg.Propagation == PropagationAny
 	zone, err := s.lookup.zoneFor(ctx, target, needNS)
 	if err != nil {
-		return fmt.Errorf("dnsprovider: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
+		return fmt.Errorf("dns01: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
 	}
 	e := journalEntry{Owner: s.id, Zone: zone.name, Name: target, Value: value, Created: time.Now()}
 	if target != name {
@@ -455,9 +453,9 @@ func (s *Solver) write(ctx context.Context, e journalEntry) error {
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("dnsprovider: writing the TXT record %s: %w", e.Name, err)
+	err = fmt.Errorf("dns01: writing the TXT record %s: %w", e.Name, err)
 	// A permanent refusal wrote nothing; anything else may have.
-	var oe *OpError
+	var oe *dnsprovider.OpError
 	applied := ctx.Err() != nil || !errors.As(err, &oe) || oe.Temporary
 	if applied {
 		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeCleanupMax)
@@ -481,7 +479,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	defer end()
 	_, p := s.presentedFor(chal)
 	if p == nil {
-		return fmt.Errorf("dnsprovider: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
+		return fmt.Errorf("dns01: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
 	}
 	return s.waitPropagated(ctx, p)
 }
@@ -510,7 +508,7 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	}
 	// certmagic calls CleanUp without a deadline; the retry policy and this
 	// bound keep it from hanging.
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Retry.withDefaults().MaxElapsed+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Retry.WithDefaults().MaxElapsed+30*time.Second)
 	defer cancel()
 	err = s.removeRecord(ctx, p.entry)
 	s.mu.Lock()
@@ -562,7 +560,7 @@ func (s *Solver) Close() error {
 		}
 		// Without a lease, whatever is left is any member's to sweep.
 		if err := s.cfg.Storage.Delete(ctx, ownerKey(s.id)); err != nil {
-			errs = append(errs, fmt.Errorf("dnsprovider: releasing the solver's lease: %w", err))
+			errs = append(errs, fmt.Errorf("dns01: releasing the solver's lease: %w", err))
 		}
 		s.closeErr = errors.Join(errs...)
 	})

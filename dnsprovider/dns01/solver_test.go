@@ -1,4 +1,4 @@
-package dnsprovider
+package dns01
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/libdns/libdns"
 
+	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/internal/leakcheck"
 	"github.com/certfleet/certfleet/internal/wait"
 )
@@ -87,7 +88,7 @@ func TestSolverFollowsCNAMEToAnotherZone(t *testing.T) {
 				}
 			}
 			// The guard proves that nothing is written outside the target zone.
-			s := newTestSolver(t, w.config(t, Guard(w.Provider(), "delegated.test")))
+			s := newTestSolver(t, w.config(t, dnsprovider.Guard(w.Provider(), "delegated.test")))
 			ctx := context.Background()
 			chal := challenge("app.example.test", "tok")
 			if err := s.Present(ctx, chal); err != nil {
@@ -303,9 +304,9 @@ func (f *failing) count(op string) int {
 }
 
 func TestSolverRetriesTransientErrorsAndFailsFastOnPermanentOnes(t *testing.T) {
-	throttled := &StatusError{StatusCode: http.StatusTooManyRequests, RetryAfter: 20 * time.Millisecond}
-	unavailable := &StatusError{StatusCode: http.StatusServiceUnavailable}
-	forbidden := &StatusError{StatusCode: http.StatusForbidden, Message: "token lacks Zone.DNS:Edit"}
+	throttled := &dnsprovider.StatusError{StatusCode: http.StatusTooManyRequests, RetryAfter: 20 * time.Millisecond}
+	unavailable := &dnsprovider.StatusError{StatusCode: http.StatusServiceUnavailable}
+	forbidden := &dnsprovider.StatusError{StatusCode: http.StatusForbidden, Message: "token lacks Zone.DNS:Edit"}
 	tests := []struct {
 		name      string
 		errs      []error
@@ -349,9 +350,9 @@ func TestSolverRetriesTransientErrorsAndFailsFastOnPermanentOnes(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, want)
 				}
 			}
-			var oe *OpError
+			var oe *dnsprovider.OpError
 			if !errors.As(err, &oe) || oe.Provider == "" {
-				t.Errorf("error %q is not an *OpError naming the provider", err)
+				t.Errorf("error %q is not a *dnsprovider.OpError naming the provider", err)
 			}
 			if got := w.challengeTXT(t, "example.test"); len(got) != 0 {
 				t.Errorf("TXT records after a failed Present: %v", got)
@@ -383,7 +384,7 @@ func TestSolverSweepRetriesItsOwnFailedCleanUp(t *testing.T) {
 	if err := s.Present(ctx, chal); err != nil {
 		t.Fatal(err)
 	}
-	f.failNext("delete", &StatusError{StatusCode: http.StatusBadGateway})
+	f.failNext("delete", &dnsprovider.StatusError{StatusCode: http.StatusBadGateway})
 	if err := s.CleanUp(ctx, chal); err == nil {
 		t.Fatal("CleanUp succeeded despite the provider failing")
 	}
@@ -401,7 +402,7 @@ func TestSolverSweepRetriesItsOwnFailedCleanUp(t *testing.T) {
 
 // lockSpy is a storage that counts attempts to take record locks.
 type lockSpy struct {
-	SolverStorage
+	Storage
 	attempts atomic.Int32
 }
 
@@ -409,13 +410,13 @@ func (l *lockSpy) Lock(ctx context.Context, name string) error {
 	if strings.HasPrefix(name, recordLockName) {
 		l.attempts.Add(1)
 	}
-	return l.SolverStorage.Lock(ctx, name)
+	return l.Storage.Lock(ctx, name)
 }
 
 func TestWritesToOneNameAreSerializedAcrossMembers(t *testing.T) {
 	w := newSolverWorld(t, "example.test")
 	hp := &hookProvider{Provider: w.Provider()}
-	spy := &lockSpy{SolverStorage: w.storage}
+	spy := &lockSpy{Storage: w.storage}
 	var mu sync.Mutex
 	inflight, maxInflight := 0, 0
 	first := true
@@ -493,7 +494,7 @@ func TestOneMemberWritesConcurrentlyUnderTheFleetLock(t *testing.T) {
 func TestSolverCloseCleansUpAndStopsEverything(t *testing.T) {
 	w := newSolverWorld(t, "example.test")
 	before := leakcheck.Take()
-	s, err := NewSolver(w.config(t, nil))
+	s, err := New(w.config(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,8 +517,8 @@ func TestSolverCloseCleansUpAndStopsEverything(t *testing.T) {
 	if owners, _ := w.storage.List(ctx, "dns01/owners", false); len(owners) != 0 {
 		t.Errorf("leases after Close: %q", owners)
 	}
-	if err := s.Present(ctx, challenge("example.test", "late")); !errors.Is(err, ErrSolverClosed) {
-		t.Errorf("Present after Close: %v, want ErrSolverClosed", err)
+	if err := s.Present(ctx, challenge("example.test", "late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Present after Close: %v, want ErrClosed", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -527,28 +528,30 @@ func TestSolverCloseCleansUpAndStopsEverything(t *testing.T) {
 	before.Check(t, 10*time.Second)
 }
 
-func TestNewSolverRejectsBadConfig(t *testing.T) {
+func TestNewRejectsBadConfigNamingTheField(t *testing.T) {
 	w := newSolverWorld(t, "example.test")
 	tests := []struct {
 		name   string
-		change func(*SolverConfig)
+		change func(*Config)
 		want   string
 	}{
-		{"no provider", func(c *SolverConfig) { c.DNS = nil }, "SolverConfig.DNS: a DNS provider is required"},
-		{"no storage", func(c *SolverConfig) { c.Storage = nil }, "SolverConfig.Storage"},
-		{"bad port", func(c *SolverConfig) { c.NameserverPort = 70000 }, "SolverConfig.NameserverPort: 70000 is not a port"},
-		{"bad resolver", func(c *SolverConfig) { c.Resolvers = []string{"not a resolver"} }, "SolverConfig.Resolvers[0]"},
-		{"bad resolver port", func(c *SolverConfig) { c.Resolvers = []string{"127.0.0.1:0"} }, "SolverConfig.Resolvers[0]"},
-		{"unknown policy", func(c *SolverConfig) { c.Propagation = "most" }, `SolverConfig.Propagation: unknown propagation check "most"`},
-		{"resolvers policy without resolvers", func(c *SolverConfig) { c.Propagation = PropagationResolvers; c.Resolvers = nil }, "needs Resolvers"},
-		{"negative delay", func(c *SolverConfig) { c.PropagationDelay = -time.Second }, "SolverConfig.PropagationDelay: -1s is negative"},
-		{"tiny lease", func(c *SolverConfig) { c.OwnerLease = time.Millisecond }, "SolverConfig.OwnerLease: 1ms is too short"},
+		{"no provider", func(c *Config) { c.DNS = nil }, "Config.DNS: a DNS provider is required"},
+		{"no storage", func(c *Config) { c.Storage = nil }, "Config.Storage"},
+		{"bad port", func(c *Config) { c.NameserverPort = 70000 }, "Config.NameserverPort: 70000 is not a port"},
+		{"bad resolver", func(c *Config) { c.Resolvers = []string{"not a resolver"} }, "Config.Resolvers[0]"},
+		{"bad resolver port", func(c *Config) { c.Resolvers = []string{"127.0.0.1:0"} }, "Config.Resolvers[0]"},
+		{"unknown policy", func(c *Config) { c.Propagation = "most" }, `Config.Propagation: unknown propagation check "most"`},
+		{"resolvers policy without resolvers", func(c *Config) { c.Propagation = PropagationResolvers; c.Resolvers = nil }, "needs Resolvers"},
+		{"negative delay", func(c *Config) { c.PropagationDelay = -time.Second }, "Config.PropagationDelay: -1s is negative"},
+		{"tiny lease", func(c *Config) { c.OwnerLease = time.Millisecond }, "Config.OwnerLease: 1ms is too short: use at least 100ms"},
+		{"huge lease", func(c *Config) { c.OwnerLease = 2 * time.Hour }, "Config.OwnerLease: 2h0m0s is too long: use at most 1h0m0s"},
+		{"tiny sweep interval", func(c *Config) { c.SweepInterval = time.Millisecond }, "Config.SweepInterval: 1ms is too short"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := w.config(t, nil)
 			tt.change(&cfg)
-			s, err := NewSolver(cfg)
+			s, err := New(cfg)
 			if err == nil {
 				s.Close()
 				t.Fatalf("NewSolver accepted %s", tt.name)
@@ -574,15 +577,18 @@ func TestParsePropagation(t *testing.T) {
 
 func TestSolverDoesNotWrapARetryingProviderAgain(t *testing.T) {
 	w := newSolverWorld(t, "example.test")
-	for name, p := range map[string]Provider{
-		"Retry":                Retry(w.Provider(), RetryPolicy{}),
-		"Audit of Guard of it": Audit(Guard(Retry(w.Provider(), RetryPolicy{}), "example.test"), slog.New(slog.DiscardHandler)),
-	} {
-		if !retries(p) {
-			t.Errorf("%s: retries() = false", name)
-		}
+	f := newFailing(w)
+	unavailable := &dnsprovider.StatusError{StatusCode: http.StatusServiceUnavailable}
+	f.failNext("append", unavailable, unavailable, unavailable, unavailable)
+	// The provider retries twice in all; the Solver's own policy (5
+	// attempts) must not multiply that.
+	cfg := w.config(t, dnsprovider.Audit(dnsprovider.WithRetry(f, dnsprovider.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}), slog.New(slog.DiscardHandler)))
+	cfg.Retry.MaxAttempts = 5
+	s := newTestSolver(t, cfg)
+	if err := s.Present(context.Background(), challenge("example.test", "tok")); err == nil || !strings.Contains(err.Error(), "still failing after 2 attempts") {
+		t.Fatalf("Present: %v, want the provider's own policy to give up after 2 attempts", err)
 	}
-	if retries(Audit(w.Provider(), slog.New(slog.DiscardHandler))) {
-		t.Error("retries(Audit(p)) = true")
+	if got := f.count("append"); got != 2 {
+		t.Fatalf("%d appends, want 2", got)
 	}
 }
