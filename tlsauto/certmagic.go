@@ -16,16 +16,6 @@ import (
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
-// testHooks let this package's tests change how Managers are built. They
-// are nil outside tests.
-var testHooks struct {
-	// solverConfig adjusts the settings of the Manager's DNS-01 solver.
-	solverConfig func(*dns01.Config)
-	// solver replaces certfleet's DNS-01 solver (the benchmark compares
-	// certmagic's).
-	solver func(Config) acmez.Solver
-}
-
 // newSolver builds the DNS-01 solver of one Manager: certfleet's own, which
 // journals its records in store, the storage the fleet shares.
 func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, error) {
@@ -41,10 +31,8 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 		Propagation:        s.propagation,
 		PropagationDelay:   c.PropagationDelay,
 		PropagationTimeout: timeout,
+		OwnerLease:         c.SolverLease,
 		Logger:             s.logger.With("component", "certfleet", "logger", "dns01"),
-	}
-	if testHooks.solverConfig != nil {
-		testHooks.solverConfig(&cfg)
 	}
 	// Config.validate checked every setting; what remains is the system's
 	// resolvers, read when Resolvers is empty.

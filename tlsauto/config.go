@@ -74,13 +74,20 @@ type Config struct {
 	PropagationCheck dns01.Propagation
 
 	// PropagationDelay is waited after a challenge record is written,
-	// before the propagation check. Default: 0.
+	// before the propagation check. Default: 0; at most 1 hour.
 	PropagationDelay time.Duration
 
 	// PropagationTimeout bounds the wait for challenge records to
-	// propagate. Default: 2 minutes; negative: do not check (the same as
-	// PropagationSkip).
+	// propagate. Default: 2 minutes; 1 s to 1 hour; negative: do not check
+	// (the same as PropagationSkip).
 	PropagationTimeout time.Duration
+
+	// SolverLease is how long this Manager's claim on the DNS-01 challenge
+	// records it writes lasts in Storage; it is renewed while the Manager
+	// runs. The records of a member that dies are swept by the others
+	// within SolverLease plus a minute. Members' clocks must agree to well
+	// within it. Default: 1 minute; 100 ms to 1 hour.
+	SolverLease time.Duration
 
 	// DNSPort is the port on which the zones' authoritative nameservers are
 	// queried for the propagation check. Default: 53.
@@ -106,7 +113,7 @@ type Config struct {
 	OnEvent func(Event)
 
 	// RenewalCheckInterval is how often certificates are checked for
-	// renewal. Default: 10 minutes.
+	// renewal. Default: 10 minutes; 100 ms to 24 hours.
 	RenewalCheckInterval time.Duration
 
 	// RenewalWindowRatio is the fraction of a certificate's lifetime left
@@ -117,7 +124,7 @@ type Config struct {
 	// SyncInterval is how often storage is polled for certificates that
 	// other members of the fleet obtained or renewed, when the storage has
 	// no change feed (storage.Watcher). Storage with a change feed delivers
-	// them within seconds. Default: 1 minute.
+	// them within seconds. Default: 1 minute; 100 ms to 24 hours.
 	SyncInterval time.Duration
 
 	// ChainRoots are the roots that the certificates served must chain to.
@@ -236,21 +243,14 @@ func (c *Config) validate() (settings, error) {
 	if err := checkEAB(c.EAB); err != nil {
 		return s, err
 	}
-	switch {
-	case c.RenewalCheckInterval < 0:
-		return s, invalid("RenewalCheckInterval", "%v is negative: use 0 for the default (10m)", c.RenewalCheckInterval)
-	case c.RenewalCheckInterval == 0:
-		s.checkInterval = certmagic.DefaultRenewCheckInterval
-	default:
-		s.checkInterval = c.RenewalCheckInterval
+	if s.checkInterval, err = checkDuration("RenewalCheckInterval", c.RenewalCheckInterval, certmagic.DefaultRenewCheckInterval, minInterval, 24*time.Hour); err != nil {
+		return s, err
 	}
-	switch {
-	case c.SyncInterval < 0:
-		return s, invalid("SyncInterval", "%v is negative: use 0 for the default (1m)", c.SyncInterval)
-	case c.SyncInterval == 0:
-		s.syncInterval = time.Minute
-	default:
-		s.syncInterval = c.SyncInterval
+	if s.syncInterval, err = checkDuration("SyncInterval", c.SyncInterval, time.Minute, minInterval, 24*time.Hour); err != nil {
+		return s, err
+	}
+	if _, err = checkDuration("SolverLease", c.SolverLease, time.Minute, minInterval, time.Hour); err != nil {
+		return s, err
 	}
 	switch r := c.RenewalWindowRatio; {
 	case r == 0:
@@ -260,13 +260,10 @@ func (c *Config) validate() (settings, error) {
 	default:
 		s.renewalRatio = r
 	}
-	switch {
-	case c.PropagationTimeout == 0:
-		s.propagationTTL = 2 * time.Minute
-	case c.PropagationTimeout < 0:
+	if c.PropagationTimeout < 0 {
 		s.propagationTTL = -1
-	default:
-		s.propagationTTL = c.PropagationTimeout
+	} else if s.propagationTTL, err = checkDuration("PropagationTimeout", c.PropagationTimeout, 2*time.Minute, time.Second, time.Hour); err != nil {
+		return s, err
 	}
 	if s.propagation, err = dns01.ParsePropagation(string(c.PropagationCheck)); err != nil {
 		return s, invalid("PropagationCheck", "%w", err)
@@ -277,8 +274,11 @@ func (c *Config) validate() (settings, error) {
 	if s.propagation == dns01.PropagationResolvers && len(s.resolvers) == 0 {
 		return s, invalid("PropagationCheck", "%q checks through Resolvers: set Resolvers too", s.propagation)
 	}
-	if c.PropagationDelay < 0 {
+	switch {
+	case c.PropagationDelay < 0:
 		return s, invalid("PropagationDelay", "%v is negative: use 0 for no delay", c.PropagationDelay)
+	case c.PropagationDelay > time.Hour:
+		return s, invalid("PropagationDelay", "%v is longer than the maximum, 1h", c.PropagationDelay)
 	}
 	if c.DNSPort < 0 || c.DNSPort > 65535 {
 		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
@@ -291,6 +291,25 @@ func (c *Config) validate() (settings, error) {
 		s.logger = slog.Default()
 	}
 	return s, nil
+}
+
+// minInterval is the shortest interval a Config accepts: shorter ones
+// would only burn CPU.
+const minInterval = 100 * time.Millisecond
+
+// checkDuration applies a duration field's default (for 0) and bounds.
+func checkDuration(field string, v, def, lo, hi time.Duration) (time.Duration, error) {
+	switch {
+	case v == 0:
+		return def, nil
+	case v < 0:
+		return 0, invalid(field, "%v is negative: use 0 for the default (%v)", v, def)
+	case v < lo:
+		return 0, invalid(field, "%v is shorter than the minimum, %v (0 means the default, %v)", v, lo, def)
+	case v > hi:
+		return 0, invalid(field, "%v is longer than the maximum, %v", v, hi)
+	}
+	return v, nil
 }
 
 // ConfigError reports an invalid Config field; New returns it wrapped.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libdns/libdns"
 )
@@ -58,6 +59,12 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"leading-zero IPv4", func(c *Config) { c.Domains = []string{"1.2.3.04"} }, "IPv4"},
 		{"ideographic dot duplicate", func(c *Config) { c.Domains = []string{"example.com", "example.com\u3002"} }, "list each name once"},
 		{"duplicate", func(c *Config) { c.Domains = []string{"Example.com", "example.com."} }, "list each name once"},
+		{"check interval too short", func(c *Config) { c.RenewalCheckInterval = time.Nanosecond }, "RenewalCheckInterval: 1ns is shorter than the minimum"},
+		{"check interval too long", func(c *Config) { c.RenewalCheckInterval = 1000000 * time.Hour }, "RenewalCheckInterval: 1000000h0m0s is longer than the maximum"},
+		{"sync interval too short", func(c *Config) { c.SyncInterval = time.Millisecond }, "SyncInterval"},
+		{"solver lease too long", func(c *Config) { c.SolverLease = 2 * time.Hour }, "SolverLease"},
+		{"propagation timeout too short", func(c *Config) { c.PropagationTimeout = time.Millisecond }, "PropagationTimeout"},
+		{"propagation delay too long", func(c *Config) { c.PropagationDelay = 2 * time.Hour }, "PropagationDelay"},
 		{"missing email", func(c *Config) { c.Email = "" }, "Email: required"},
 		{"bad email", func(c *Config) { c.Email = "not-an-email" }, "Email:"},
 		{"email with name", func(c *Config) { c.Email = "Ops <ops@example.com>" }, "Email:"},

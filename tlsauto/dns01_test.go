@@ -81,12 +81,10 @@ func fileStore(t testing.TB, dir string) *file.Storage {
 	return s
 }
 
-// fastRetries makes the DNS-01 solvers of the test retry provider errors
-// quickly.
-func fastRetries(t *testing.T) {
-	t.Cleanup(tlsauto.SetSolverHook(func(c *dns01.Config) {
-		c.Retry = dnsprovider.RetryPolicy{MaxAttempts: 10, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
-	}))
+// fastRetries wraps p in retries of its transient errors that are quick
+// enough for tests (the solver does not wrap it again).
+func fastRetries(p dnsprovider.Provider) dnsprovider.Provider {
+	return dnsprovider.WithRetry(p, dnsprovider.RetryPolicy{MaxAttempts: 10, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond})
 }
 
 // journal returns the keys of the DNS-01 journal in store.
@@ -182,7 +180,6 @@ func TestIssuesApexAndWildcardThroughEachFakeProviderAPI(t *testing.T) {
 	for _, prov := range providers {
 		for _, faults := range []float64{0, 0.3} {
 			t.Run(fmt.Sprintf("%s/faults=%v", prov.name, faults), func(t *testing.T) {
-				fastRetries(t)
 				w := testacme.Start(t, testacme.Options{})
 				api, p := prov.start(t, w)
 				t.Cleanup(api.Close)
@@ -191,7 +188,7 @@ func TestIssuesApexAndWildcardThroughEachFakeProviderAPI(t *testing.T) {
 				api.SetFaults(apifake.Faults{Rate: faults, LostRate: faults / 3, Seed: 7})
 				store := fileStore(t, t.TempDir())
 				cfg := dnsConfig(t, w, store, "example.test", "*.example.test")
-				cfg.DNS = p
+				cfg.DNS = fastRetries(p)
 				m := startManager(t, cfg)
 				addr := serve(t, m)
 				for _, sni := range []string{"example.test", "www.example.test"} {
@@ -417,9 +414,6 @@ func runChild(t *testing.T) bool {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		t.Fatal(err)
 	}
-	if spec.Lease > 0 {
-		t.Cleanup(tlsauto.SetSolverHook(func(c *dns01.Config) { c.OwnerLease = spec.Lease }))
-	}
 	roots, err := os.ReadFile(spec.RootsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +431,7 @@ func runChild(t *testing.T) bool {
 		PropagationCheck:   dns01.PropagationAll,
 		PropagationDelay:   spec.Delay,
 		PropagationTimeout: time.Minute,
+		SolverLease:        spec.Lease,
 		Logger:             slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	m, err := tlsauto.New(cfg)
@@ -552,7 +547,6 @@ func TestCrashedManagerRecordsAreSweptByTheNextStart(t *testing.T) {
 	if runChild(t) {
 		return
 	}
-	fastRetries(t)
 	w := newChildWorld(t)
 	const name = "crash.example.test"
 

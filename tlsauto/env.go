@@ -70,10 +70,38 @@ func newFromEnv(ctx context.Context, env func(string) string, domains []string) 
 		if closer != nil {
 			closer.Close()
 		}
-		return nil, err
+		return nil, envError(err, len(domains) == 0)
 	}
 	m.closer = closer
 	return m, nil
+}
+
+// fieldEnv maps the Config fields read from the environment to their
+// variables, so that a setting refused by New is named as the user set it.
+var fieldEnv = map[string]string{
+	"Email": EnvEmail, "CA": EnvCA, "CARoots": EnvCARoots, "Resolvers": EnvResolvers,
+	"PropagationCheck": EnvPropagationCheck, "PropagationDelay": EnvPropagationDelay,
+	"PropagationTimeout": EnvPropagationTimeout, "DNSPort": EnvDNSPort, "KeyType": EnvKeyType,
+	"Profile": EnvProfile, "EAB": EnvEABKeyID + "/" + EnvEABMACKey, "RenewalCheckInterval": EnvRenewalCheck,
+}
+
+// envError rewrites a *ConfigError from New to name the environment
+// variable the field came from (CERTFLEET_DOMAINS only when the names came
+// from it).
+func envError(err error, domainsFromEnv bool) error {
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	field, _, _ := strings.Cut(ce.Field, "[")
+	name := fieldEnv[field]
+	if field == "Domains" && domainsFromEnv {
+		name = EnvDomains
+	}
+	if name == "" {
+		return err
+	}
+	return fmt.Errorf("tlsauto: %s: %w", name, ce.Err)
 }
 
 // configFromEnv reads a Config from env, opening storage within ctx. The

@@ -3,6 +3,7 @@ package tlsauto
 import (
 	"context"
 	"encoding/base64"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -125,5 +126,29 @@ func TestNewFromEnvGivesUpOnUnreachableStorageWithinStartTimeout(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatalf("NewFromEnv still waits for an unreachable PostgreSQL a minute after %s (1s)", EnvStartTimeout)
+	}
+}
+
+func TestNewFromEnvNamesTheVariableOfARefusedSetting(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{EnvPropagationDelay: "-5s"}, EnvPropagationDelay + ": -5s is negative"},
+		{map[string]string{EnvRenewalCheck: "1ns"}, EnvRenewalCheck + ": 1ns is shorter than the minimum"},
+		{map[string]string{EnvRenewalCheck: "1000000h"}, EnvRenewalCheck + ": 1000000h0m0s is longer than the maximum"},
+		{map[string]string{EnvEmail: "nobody"}, EnvEmail + ": "},
+		{map[string]string{EnvDomains: "a..example.com"}, EnvDomains + ": "},
+	}
+	for _, tt := range tests {
+		env := map[string]string{EnvDNSProvider: "envtest", EnvEmail: "ops@example.com", EnvDomains: "example.com", EnvStorage: t.TempDir()}
+		maps.Copy(env, tt.env)
+		m, err := newFromEnv(context.Background(), secretenv.Map(env), nil)
+		if m != nil {
+			m.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want one starting with %q", tt.env, err, tt.want)
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/mholt/acmez/v3"
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
@@ -30,7 +29,7 @@ type Manager struct {
 	cache   *certmagic.Cache
 	storage certmagic.Storage
 	log     *slog.Logger
-	dns01   *dns01.Solver // nil when a test replaced it
+	dns01   *dns01.Solver
 	onEvent func(Event)
 
 	// served is what the handshake path reads.
@@ -87,19 +86,13 @@ func New(cfg Config) (*Manager, error) {
 		store, m.closer = st, closer
 	}
 	m.storage = store
-	var solver acmez.Solver
-	if testHooks.solver != nil {
-		solver = testHooks.solver(cfg)
-	} else {
-		if m.dns01, err = newSolver(cfg, s, store); err != nil {
-			if m.closer != nil {
-				m.closer.Close()
-			}
-			return nil, fmt.Errorf("tlsauto: %w", err)
+	if m.dns01, err = newSolver(cfg, s, store); err != nil {
+		if m.closer != nil {
+			m.closer.Close()
 		}
-		solver = m.dns01
+		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	if m.cache, m.magic, err = newCertmagic(cfg, s, store, solver, m.emit); err != nil {
+	if m.cache, m.magic, err = newCertmagic(cfg, s, store, m.dns01, m.emit); err != nil {
 		if m.closer != nil {
 			m.closer.Close()
 		}
@@ -144,10 +137,8 @@ func (m *Manager) start(ctx context.Context) {
 		// The DNS-01 solver takes its lease in storage and sweeps challenge
 		// records that members which died left behind. If storage cannot
 		// be reached now, the solver starts with the first challenge.
-		if m.dns01 != nil {
-			if err := m.dns01.Start(ctx); err != nil {
-				m.log.Warn("starting the DNS-01 solver; will retry with the first challenge", "error", err)
-			}
+		if err := m.dns01.Start(ctx); err != nil {
+			m.log.Warn("starting the DNS-01 solver; will retry with the first challenge", "error", err)
 		}
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
 		if !m.s.serveExpired {
@@ -225,7 +216,7 @@ const CloseTimeout = 30 * time.Second
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.shutdownOnce.Do(func() {
 		m.cancel()
-		go m.shutdown() // owned by the Manager: Shutdown and Close wait for it
+		go m.shutdown(ctx) // owned by the Manager: Shutdown and Close wait for it
 	})
 	select {
 	case <-m.shutdownDone:
@@ -235,14 +226,14 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (m *Manager) shutdown() {
+// shutdown does Shutdown's work; ctx bounds the deletion of challenge
+// records.
+func (m *Manager) shutdown(ctx context.Context) {
 	defer close(m.shutdownDone)
 	m.wg.Wait()
 	m.cache.Stop()
-	if m.dns01 != nil {
-		if err := m.dns01.Close(); err != nil {
-			m.log.Warn("cleaning up DNS-01 challenge records", "error", err)
-		}
+	if err := m.dns01.Shutdown(ctx); err != nil {
+		m.log.Warn("cleaning up DNS-01 challenge records", "error", err)
 	}
 	if m.closer != nil {
 		m.shutdownErr = m.closer.Close()

@@ -521,11 +521,16 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	return nil
 }
 
-// Close stops the Solver's background work, deletes the records it still
-// has in the journal (for at most 10 seconds; what remains is swept by
-// other members), and releases its lease. Calls in flight are canceled.
-// Close is safe to call more than once.
-func (s *Solver) Close() error {
+// Close is Shutdown bounded by 10 seconds.
+func (s *Solver) Close() error { return s.Shutdown(context.Background()) }
+
+// Shutdown stops the Solver's background work, deletes the records it still
+// has in the journal (until ctx ends or for at most 10 seconds; what
+// remains is swept by other members), and releases its lease. Calls in
+// flight are canceled. Only the first call does the work; later calls
+// return its result.
+func (s *Solver) Shutdown(ctx context.Context) error {
+	ctxDone := ctx
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
@@ -539,8 +544,10 @@ func (s *Solver) Close() error {
 		if !started {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), closeCleanupMax)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeCleanupMax)
 		defer cancel()
+		stop := context.AfterFunc(ctxDone, cancel)
+		defer stop()
 		s.mu.Lock()
 		clear(s.active)
 		s.mu.Unlock()
