@@ -164,7 +164,7 @@ func configFromEnv(env secretenv.Getenv, domains []string) (Config, io.Closer, e
 			}
 			cfg.Storage, closer = s, c
 		}
-		if cfg.Storage, err = encrypt.New(cfg.Storage, keys...); err != nil {
+		if cfg.Storage, err = encrypt.New(encrypt.Config{Storage: cfg.Storage, Keys: keys}); err != nil {
 			if closer != nil {
 				closer.Close()
 			}

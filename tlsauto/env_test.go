@@ -1,6 +1,8 @@
 package tlsauto
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
+	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
 )
 
@@ -48,8 +51,18 @@ func TestConfigFromEnv(t *testing.T) {
 	if cfg.PropagationCheck != dnsprovider.PropagationAny || cfg.PropagationDelay != 2*time.Second || cfg.DNSPort != 5353 {
 		t.Errorf("DNS-01 settings not read: check %q, delay %v, port %d", cfg.PropagationCheck, cfg.PropagationDelay, cfg.DNSPort)
 	}
-	if _, ok := cfg.Storage.(*encrypt.Storage); !ok {
-		t.Errorf("storage %T is not encrypted although %s is set", cfg.Storage, EnvStorageKeys)
+	// Encrypted: what the Config's storage stores, the storage it wraps holds
+	// sealed.
+	wrapper, ok := cfg.Storage.(interface{ Unwrap() storage.Storage })
+	if !ok {
+		t.Fatalf("storage %v wraps nothing although %s is set", cfg.Storage, EnvStorageKeys)
+	}
+	ctx := context.Background()
+	if err := cfg.Storage.Store(ctx, "probe", []byte("plain text")); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := wrapper.Unwrap().Load(ctx, "probe"); err != nil || bytes.Contains(raw, []byte("plain text")) {
+		t.Errorf("storage is not encrypted although %s is set: the wrapped storage holds %q (%v)", EnvStorageKeys, raw, err)
 	}
 }
 
