@@ -3,7 +3,8 @@
 //
 // A backend is a certmagic.Storage that many processes may share. certfleet's
 // backends also implement the optional interfaces below (lease renewal,
-// fencing, change feeds); storagetest holds every backend to the same contract.
+// fencing, change feeds); storagetest holds every backend to the same
+// contract, and its CheckWrapper holds wrappers to Expose's.
 //
 // Backends register themselves under a URL scheme when their package is
 // imported, like database/sql drivers:
@@ -38,9 +39,9 @@ type Fencer interface {
 	FencingToken(ctx context.Context, name string) (uint64, error)
 }
 
-// A wrapper (such as storage/encrypt) implements Fencer and Watcher whatever
-// it wraps; when the wrapped storage lacks the feature, the methods return an
-// error wrapping errors.ErrUnsupported.
+// The optional interfaces of a storage are certmagic.TryLocker,
+// certmagic.LockLeaseRenewer, Fencer, Watcher and io.Closer. A wrapper (such
+// as storage/encrypt) has exactly those of the storage it wraps: see Expose.
 
 // Watcher is implemented by storages that report changes made by any client.
 type Watcher interface {

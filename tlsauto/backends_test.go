@@ -41,7 +41,7 @@ func TestIssuesOnEveryBackend(t *testing.T) {
 				})
 				store := raw
 				if encrypted {
-					if store, err = encrypt.New(raw, key); err != nil {
+					if store, err = encrypt.New(encrypt.Config{Storage: raw, Keys: [][]byte{key}}); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -202,7 +202,7 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 			}
 			cfg.Storage, closer = s, c
 		}
-		if cfg.Storage, err = encrypt.New(cfg.Storage, keys...); err != nil {
+		if cfg.Storage, err = encrypt.New(encrypt.Config{Storage: cfg.Storage, Keys: keys}); err != nil {
 			if closer != nil {
 				closer.Close()
 			}

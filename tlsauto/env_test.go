@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secretenv"
+	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
 	_ "github.com/certfleet/certfleet/storage/postgres"
 )
@@ -53,8 +55,18 @@ func TestConfigFromEnv(t *testing.T) {
 	if cfg.PropagationCheck != dns01.PropagationAny || cfg.PropagationDelay != 2*time.Second || cfg.DNSPort != 5353 {
 		t.Errorf("DNS-01 settings not read: check %q, delay %v, port %d", cfg.PropagationCheck, cfg.PropagationDelay, cfg.DNSPort)
 	}
-	if _, ok := cfg.Storage.(*encrypt.Storage); !ok {
-		t.Errorf("storage %T is not encrypted although %s is set", cfg.Storage, EnvStorageKeys)
+	// Encrypted: what the Config's storage stores, the storage it wraps holds
+	// sealed.
+	wrapper, ok := cfg.Storage.(interface{ Unwrap() storage.Storage })
+	if !ok {
+		t.Fatalf("storage %v wraps nothing although %s is set", cfg.Storage, EnvStorageKeys)
+	}
+	ctx := context.Background()
+	if err := cfg.Storage.Store(ctx, "probe", []byte("plain text")); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := wrapper.Unwrap().Load(ctx, "probe"); err != nil || bytes.Contains(raw, []byte("plain text")) {
+		t.Errorf("storage is not encrypted although %s is set: the wrapped storage holds %q (%v)", EnvStorageKeys, raw, err)
 	}
 }
 

@@ -5,20 +5,29 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/certmagic"
+	"github.com/certfleet/certfleet/internal/backoff"
+	"github.com/certfleet/certfleet/storage"
 )
 
-// SlowStorage is a certmagic.Storage whose Load takes Delay longer than the
-// storage it wraps, as remote storage far away does. It has only the methods
-// of certmagic.Storage: no change feed, no lock lease renewal.
+// SlowStorage makes the Loads of a storage take Delay longer, as remote
+// storage far away does. Storage returns the slowed storage, which has
+// exactly the optional interfaces (change feed, lease renewal, …) of the
+// one it wraps.
 type SlowStorage struct {
-	certmagic.Storage
 	delay atomic.Int64
 	loads atomic.Int64
+	view  storage.Storage
 }
 
 // NewSlowStorage wraps s; its Loads are not delayed until SetDelay.
-func NewSlowStorage(s certmagic.Storage) *SlowStorage { return &SlowStorage{Storage: s} }
+func NewSlowStorage(s storage.Storage) *SlowStorage {
+	slow := &SlowStorage{}
+	slow.view = storage.Expose(&slowLoads{PassThrough: storage.PassThrough{Storage: s}, slow: slow})
+	return slow
+}
+
+// Storage returns the slowed storage.
+func (s *SlowStorage) Storage() storage.Storage { return s.view }
 
 // SetDelay sets the time every Load waits before reading.
 func (s *SlowStorage) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
@@ -26,17 +35,17 @@ func (s *SlowStorage) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 // Loads returns the number of Load calls so far.
 func (s *SlowStorage) Loads() int64 { return s.loads.Load() }
 
+// slowLoads is the wrapper behind SlowStorage.Storage.
+type slowLoads struct {
+	storage.PassThrough
+	slow *SlowStorage
+}
+
 // Load waits the delay, or until ctx ends, and then loads key.
-func (s *SlowStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	s.loads.Add(1)
-	if d := time.Duration(s.delay.Load()); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+func (s *slowLoads) Load(ctx context.Context, key string) ([]byte, error) {
+	s.slow.loads.Add(1)
+	if err := backoff.Sleep(ctx, time.Duration(s.slow.delay.Load())); err != nil {
+		return nil, err
 	}
-	return s.Storage.Load(ctx, key)
+	return s.PassThrough.Load(ctx, key)
 }

@@ -2,23 +2,57 @@ package testacme
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"path"
+	"slices"
+	"strings"
+	"time"
 )
 
 // newOrderPath is where Pebble's WFE takes new orders (unexported there).
 const newOrderPath = "/order-plz"
 
-// serveACME passes requests to Pebble's WFE one at a time, and counts the
-// orders and authorizations it creates.
+// Order is a new order the CA accepted.
+type Order struct {
+	// ID is the CA's identifier of the order.
+	ID string
+	// Replaces is the ARI identifier of the certificate the order replaces
+	// (the ACME "replaces" field), or "" if the client sent none.
+	Replaces string
+	// At is when the CA accepted the order.
+	At time.Time
+}
+
+// Orders returns the orders the CA has accepted, in order.
+func (w *World) Orders() []Order {
+	w.wfeMu.Lock()
+	defer w.wfeMu.Unlock()
+	return slices.Clone(w.orders)
+}
+
+// serveACME passes requests to Pebble's WFE one at a time, and records the
+// orders and authorizations it creates and the renewal information asked
+// for.
 func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	w.wfeMu.Lock()
 	defer w.wfeMu.Unlock()
+	if strings.HasPrefix(r.URL.Path, renewalInfoPath) {
+		w.serveRenewalInfo(rw, r)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != newOrderPath {
 		w.wfe.ServeHTTP(rw, r)
 		return
 	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(rw, "reading the request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
 	w.wfe.ServeHTTP(rec, r)
 	if rec.status != http.StatusCreated {
@@ -30,10 +64,33 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(rec.body.Bytes(), &order); err != nil {
 		return // the client sees the same malformed reply; nothing to count
 	}
-	w.orderIDs = append(w.orderIDs, path.Base(rec.Header().Get("Location")))
+	id := path.Base(rec.Header().Get("Location"))
+	w.orders = append(w.orders, Order{ID: id, Replaces: replaces(body), At: time.Now()})
 	for _, u := range order.Authorizations {
 		w.authzIDs[path.Base(u)] = struct{}{}
 	}
+}
+
+// replaces returns the "replaces" field of a new-order request, a JWS whose
+// payload (base64url) is the order; "" if there is none.
+func replaces(jws []byte) string {
+	var msg struct {
+		Payload string `json:"payload"`
+	}
+	if json.Unmarshal(jws, &msg) != nil {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(msg.Payload)
+	if err != nil {
+		return ""
+	}
+	var order struct {
+		Replaces string `json:"replaces"`
+	}
+	if json.Unmarshal(payload, &order) != nil {
+		return ""
+	}
+	return order.Replaces
 }
 
 // recorder passes a response through and keeps a copy of its status and

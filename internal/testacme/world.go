@@ -57,6 +57,11 @@ type Options struct {
 	// root and issued certificates. Default (0): 1.
 	Intermediates int
 
+	// ARIRetryAfter is how long the CA tells clients to wait before asking
+	// again for a certificate's renewal information (ARI), in whole
+	// seconds. Default (0): Pebble's 6 hours.
+	ARIRetryAfter time.Duration
+
 	// Logger receives Pebble's logs. Default: discarded.
 	Logger *log.Logger
 }
@@ -79,12 +84,15 @@ type World struct {
 	roots   *x509.CertPool
 	acmeCAs *x509.CertPool
 
+	ariRetryAfter time.Duration
+
 	// wfeMu serializes requests into Pebble's WFE, which can deadlock under
 	// concurrent clients (its authz and store locks are taken in both
-	// orders), and guards the counters.
-	wfeMu    sync.Mutex
-	orderIDs []string
-	authzIDs map[string]struct{}
+	// orders), and guards the records.
+	wfeMu       sync.Mutex
+	orders      []Order
+	authzIDs    map[string]struct{}
+	ariRequests []RenewalInfoRequest
 
 	mu     sync.Mutex // guards extra and closed
 	extra  []*DNSServer
@@ -123,7 +131,7 @@ func New(opts Options) (*World, error) {
 		logger = log.New(io.Discard, "", 0)
 	}
 
-	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}}
+	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}, ariRetryAfter: opts.ARIRetryAfter}
 	for i, name := range zoneNames {
 		if err := w.zones.AddZone(name); err != nil {
 			return nil, fmt.Errorf("testacme: Options.Zones[%d]: %w", i, err)
@@ -209,6 +217,9 @@ func (o Options) validate() error {
 	}
 	if o.CertValidity > 100*365*24*time.Hour {
 		return fmt.Errorf("testacme: Options.CertValidity %v: want at most 100 years", o.CertValidity)
+	}
+	if o.ARIRetryAfter < 0 || o.ARIRetryAfter%time.Second != 0 {
+		return fmt.Errorf("testacme: Options.ARIRetryAfter %v: want 0 (Pebble's 6 hours) or whole seconds", o.ARIRetryAfter)
 	}
 	if o.BadNoncePercent < 0 || o.BadNoncePercent > 100 {
 		return fmt.Errorf("testacme: Options.BadNoncePercent %d: want 0 to 100", o.BadNoncePercent)
@@ -302,9 +313,9 @@ func (w *World) StartDNSServer(addr string) (*DNSServer, error) {
 func (w *World) Counts() Counts {
 	w.wfeMu.Lock()
 	defer w.wfeMu.Unlock()
-	c := Counts{Orders: len(w.orderIDs), Authorizations: len(w.authzIDs)}
-	for _, id := range w.orderIDs {
-		if w.issued(id) {
+	c := Counts{Orders: len(w.orders), Authorizations: len(w.authzIDs)}
+	for _, o := range w.orders {
+		if w.issued(o.ID) {
 			c.Certificates++
 		}
 	}

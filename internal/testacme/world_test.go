@@ -131,6 +131,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"bad nonce over 100", testacme.Options{BadNoncePercent: 101}, "BadNoncePercent"},
 		{"negative bad nonce", testacme.Options{BadNoncePercent: -1}, "BadNoncePercent"},
 		{"negative intermediates", testacme.Options{Intermediates: -1}, "Intermediates"},
+		{"sub-second ARI Retry-After", testacme.Options{ARIRetryAfter: 1500 * time.Millisecond}, "ARIRetryAfter"},
 		{"EAB key not base64url", testacme.Options{EABKeys: map[string]string{"kid": "not base64!"}}, "EABKeys"},
 		{"empty EAB key ID", testacme.Options{EABKeys: map[string]string{"": "AAAA"}}, "EABKeys"},
 		{"invalid zone", testacme.Options{Zones: []string{"bad..zone"}}, "Zones[0]"},

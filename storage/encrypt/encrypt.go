@@ -6,7 +6,7 @@
 //	if err != nil {
 //		return err
 //	}
-//	s, err := encrypt.New(inner, keys...)
+//	s, err := encrypt.New(encrypt.Config{Storage: inner, Keys: keys})
 //
 // Each value is sealed with the storage key it is stored under as additional
 // data, so a value copied or moved to another key fails to decrypt instead of
@@ -16,7 +16,9 @@
 // default key.
 //
 // Key names, lists, Stat, locks and change feeds pass through to the wrapped
-// storage unchanged.
+// storage unchanged, and the wrapper has exactly the optional interfaces
+// (TryLock, lease renewal, fencing, change feed, Close) of the storage it
+// wraps.
 package encrypt
 
 import (
@@ -30,7 +32,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/caddyserver/certmagic"
 
@@ -56,11 +57,34 @@ const (
 // this package, or was sealed with a key that is not configured.
 var ErrDecrypt = errors.New("cannot decrypt stored value")
 
-// Storage is a certmagic.Storage that encrypts values on their way to the
-// storage it wraps. It is safe for concurrent use.
-type Storage struct {
-	inner certmagic.Storage
-	keys  []sealer // keys[0] seals new values
+// Config configures New.
+type Config struct {
+	// Storage is the storage to wrap. Required.
+	Storage storage.Storage
+
+	// Keys are the encryption keys, KeySize random bytes each (KeysFromEnv
+	// reads them). The first key encrypts new values; every key decrypts
+	// the values it encrypted. At least one is required: there is no
+	// default key.
+	Keys [][]byte
+}
+
+// String describes c without key material: only how many keys it holds.
+func (c Config) String() string {
+	return fmt.Sprintf("encrypt.Config{Storage: %v, Keys: %d keys (redacted)}", c.Storage, len(c.Keys))
+}
+
+// GoString is String, so that %#v shows no key material either.
+func (c Config) GoString() string { return c.String() }
+
+// Format writes String for every verb, so that no verb shows key material.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// encrypted encrypts values on their way to the storage it wraps. It is
+// safe for concurrent use.
+type encrypted struct {
+	storage.PassThrough          // what it wraps; key names, lists, locks and change feeds pass through
+	keys                []sealer // keys[0] seals new values
 }
 
 type sealer struct {
@@ -68,41 +92,55 @@ type sealer struct {
 	aead cipher.AEAD
 }
 
-var (
-	_ storage.Storage            = (*Storage)(nil)
-	_ storage.Fencer             = (*Storage)(nil)
-	_ storage.Watcher            = (*Storage)(nil)
-	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
-	_ certmagic.TryLocker        = (*Storage)(nil)
-)
+var _ storage.Wrapper = (*encrypted)(nil)
 
-// New wraps inner. Each key is KeySize random bytes; the first key encrypts
-// new values, and every key decrypts the values it encrypted. At least one
-// key is required.
-func New(inner certmagic.Storage, keys ...[]byte) (*Storage, error) {
-	if inner == nil {
-		return nil, errors.New("encrypt: the storage to wrap is nil")
+// New returns cfg.Storage wrapped so that values are encrypted before they
+// reach it and decrypted when they are loaded.
+//
+// The result is a storage.Storage rather than a concrete type so that it
+// implements each optional storage interface (certmagic.TryLocker,
+// certmagic.LockLeaseRenewer, storage.Fencer, storage.Watcher, io.Closer)
+// exactly when cfg.Storage does: callers such as certmagic choose how to
+// lock by asking a storage what it implements. Those methods pass through,
+// and Close closes cfg.Storage. Its Unwrap method returns cfg.Storage.
+func New(cfg Config) (storage.Storage, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("encrypt: Config.Storage is nil: set it to the storage to wrap")
 	}
-	if len(keys) == 0 {
-		return nil, errors.New("encrypt: no encryption key given: generate one with `openssl rand -base64 32` and set CERTFLEET_STORAGE_KEYS (there is no default key)")
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("encrypt: Config.Keys is empty: generate a key with `openssl rand -base64 32` and set CERTFLEET_STORAGE_KEYS (there is no default key)")
 	}
-	s := &Storage{inner: inner}
+	s := &encrypted{PassThrough: storage.PassThrough{Storage: cfg.Storage}}
 	seen := map[[idSize]byte]int{}
-	for i, k := range keys {
+	for i, k := range cfg.Keys {
 		if len(k) != KeySize {
-			return nil, fmt.Errorf("encrypt: key #%d is %d bytes long, want %d (generate one with `openssl rand -base64 32`)", i+1, len(k), KeySize)
+			return nil, fmt.Errorf("encrypt: Config.Keys: key #%d is %d bytes long, want %d (generate one with `openssl rand -base64 32`)", i+1, len(k), KeySize)
 		}
 		sl, err := newSealer(k)
 		if err != nil {
-			return nil, fmt.Errorf("encrypt: key #%d: %w", i+1, err)
+			return nil, fmt.Errorf("encrypt: Config.Keys: key #%d: %w", i+1, err)
 		}
 		if j, dup := seen[sl.id]; dup {
-			return nil, fmt.Errorf("encrypt: keys #%d and #%d are the same key (or share the key id %x): list each key once", j+1, i+1, sl.id)
+			return nil, fmt.Errorf("encrypt: Config.Keys: keys #%d and #%d are the same key (or share the key id %x): list each key once", j+1, i+1, sl.id)
 		}
 		seen[sl.id] = i
 		s.keys = append(s.keys, sl)
 	}
-	return s, nil
+	return storage.Expose(s), nil
+}
+
+// KeyID returns the identifier of key, hex-encoded: what errors and String
+// show to tell which key sealed a value. It is safe to log; nothing usable
+// about the key can be learnt from it.
+func KeyID(key []byte) (string, error) {
+	if len(key) != KeySize {
+		return "", fmt.Errorf("encrypt: the key is %d bytes long, want %d", len(key), KeySize)
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sl.id[:]), nil
 }
 
 func newSealer(key []byte) (sealer, error) {
@@ -130,23 +168,10 @@ func newSealer(key []byte) (sealer, error) {
 	return sl, nil
 }
 
-// KeyIDs returns the identifiers of the configured keys, hex-encoded, the
-// writing key first. They are safe to log and tell which key sealed a value.
-func (s *Storage) KeyIDs() []string {
-	ids := make([]string, len(s.keys))
-	for i, k := range s.keys {
-		ids[i] = hex.EncodeToString(k.id[:])
-	}
-	return ids
-}
-
 // String describes the storage without any key material.
-func (s *Storage) String() string {
-	return fmt.Sprintf("encrypted (key %x) %v", s.keys[0].id, s.inner)
+func (s *encrypted) String() string {
+	return fmt.Sprintf("encrypted (key %x) %v", s.keys[0].id, s.Storage)
 }
-
-// Unwrap returns the wrapped storage.
-func (s *Storage) Unwrap() certmagic.Storage { return s.inner }
 
 // additionalData binds a sealed value to its header and its storage key.
 func additionalData(header []byte, key string) []byte {
@@ -156,7 +181,7 @@ func additionalData(header []byte, key string) []byte {
 	return append(ad, key...)
 }
 
-func (s *Storage) seal(key string, plain []byte) ([]byte, error) {
+func (s *encrypted) seal(key string, plain []byte) ([]byte, error) {
 	k := s.keys[0]
 	out := make([]byte, headerSize, headerSize+len(plain)+k.aead.Overhead())
 	copy(out, magic)
@@ -167,7 +192,7 @@ func (s *Storage) seal(key string, plain []byte) ([]byte, error) {
 	return k.aead.Seal(out, out[4+idSize:headerSize], plain, additionalData(out[:headerSize], key)), nil
 }
 
-func (s *Storage) open(key string, sealed []byte) ([]byte, error) {
+func (s *encrypted) open(key string, sealed []byte) ([]byte, error) {
 	if len(sealed) < headerSize || !bytes.Equal(sealed[:4], magic) {
 		return nil, fmt.Errorf("load %q: %w: the value is not sealed by certfleet's encryption (written without encryption, or corrupt)", key, ErrDecrypt)
 	}
@@ -186,91 +211,30 @@ func (s *Storage) open(key string, sealed []byte) ([]byte, error) {
 }
 
 // Store encrypts value and stores it at key.
-func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
+func (s *encrypted) Store(ctx context.Context, key string, value []byte) error {
 	sealed, err := s.seal(key, value)
 	if err != nil {
 		return fmt.Errorf("store %q: encrypting: %w", key, err)
 	}
-	return s.inner.Store(ctx, key, sealed)
+	return s.Storage.Store(ctx, key, sealed)
 }
 
 // Load loads and decrypts the value at key. Errors of the wrapped storage,
 // fs.ErrNotExist among them, pass through.
-func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
-	sealed, err := s.inner.Load(ctx, key)
+func (s *encrypted) Load(ctx context.Context, key string) ([]byte, error) {
+	sealed, err := s.Storage.Load(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	return s.open(key, sealed)
 }
 
-// Delete passes through.
-func (s *Storage) Delete(ctx context.Context, key string) error { return s.inner.Delete(ctx, key) }
-
-// Exists passes through.
-func (s *Storage) Exists(ctx context.Context, key string) bool { return s.inner.Exists(ctx, key) }
-
-// List passes through.
-func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
-	return s.inner.List(ctx, path, recursive)
-}
-
 // Stat passes through, with Size turned into that of the plaintext (sealing
 // adds a fixed number of bytes).
-func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
-	info, err := s.inner.Stat(ctx, key)
+func (s *encrypted) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	info, err := s.Storage.Stat(ctx, key)
 	if err == nil && info.IsTerminal && info.Size >= int64(overhead) {
 		info.Size -= int64(overhead)
 	}
 	return info, err
-}
-
-// Lock passes through.
-func (s *Storage) Lock(ctx context.Context, name string) error { return s.inner.Lock(ctx, name) }
-
-// Unlock passes through.
-func (s *Storage) Unlock(ctx context.Context, name string) error { return s.inner.Unlock(ctx, name) }
-
-// TryLock passes through, or fails with errors.ErrUnsupported if the wrapped
-// storage is not a certmagic.TryLocker.
-func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
-	if tl, ok := s.inner.(certmagic.TryLocker); ok {
-		return tl.TryLock(ctx, name)
-	}
-	return false, fmt.Errorf("try lock %q: %T: %w", name, s.inner, errors.ErrUnsupported)
-}
-
-// RenewLockLease passes through; if the wrapped storage has no lease
-// renewal it does nothing, as certmagic does for such storages.
-func (s *Storage) RenewLockLease(ctx context.Context, name string, d time.Duration) error {
-	if r, ok := s.inner.(certmagic.LockLeaseRenewer); ok {
-		return r.RenewLockLease(ctx, name, d)
-	}
-	return nil
-}
-
-// FencingToken passes through, or fails with errors.ErrUnsupported if the
-// wrapped storage is not a storage.Fencer.
-func (s *Storage) FencingToken(ctx context.Context, name string) (uint64, error) {
-	if f, ok := s.inner.(storage.Fencer); ok {
-		return f.FencingToken(ctx, name)
-	}
-	return 0, fmt.Errorf("fencing token %q: %T: %w", name, s.inner, errors.ErrUnsupported)
-}
-
-// Watch passes through, or fails with errors.ErrUnsupported if the wrapped
-// storage is not a storage.Watcher.
-func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
-	if w, ok := s.inner.(storage.Watcher); ok {
-		return w.Watch(ctx)
-	}
-	return nil, fmt.Errorf("watch: %T: %w", s.inner, errors.ErrUnsupported)
-}
-
-// Close closes the wrapped storage if it has a Close method.
-func (s *Storage) Close() error {
-	if c, ok := s.inner.(interface{ Close() error }); ok {
-		return c.Close()
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/certfleet/certfleet/internal/secretenv"
+	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/storage/storagetest"
@@ -36,9 +37,9 @@ func newFile(t testing.TB, dir string) *file.Storage {
 	return s
 }
 
-func newEncrypted(t testing.TB, inner certmagic.Storage, keys ...[]byte) *encrypt.Storage {
+func newEncrypted(t testing.TB, inner storage.Storage, keys ...[]byte) storage.Storage {
 	t.Helper()
-	s, err := encrypt.New(inner, keys...)
+	s, err := encrypt.New(encrypt.Config{Storage: inner, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +152,15 @@ func TestRotationWritesWithFirstKeyAndReadsWithAny(t *testing.T) {
 		t.Fatalf("Load with only the new key = %q, %v", got, err)
 	}
 	_, err := onlyNew.Load(ctx, "old")
-	if !errors.Is(err, encrypt.ErrDecrypt) || !strings.Contains(err.Error(), before.KeyIDs()[0]) {
-		t.Errorf("Load of a value sealed with a retired key: want ErrDecrypt naming key id %s, got %v", before.KeyIDs()[0], err)
+	oldID, idErr := encrypt.KeyID(oldKey)
+	if idErr != nil {
+		t.Fatal(idErr)
+	}
+	if !errors.Is(err, encrypt.ErrDecrypt) || !strings.Contains(err.Error(), oldID) {
+		t.Errorf("Load of a value sealed with a retired key: want ErrDecrypt naming key id %s, got %v", oldID, err)
+	}
+	if !strings.Contains(before.(fmt.Stringer).String(), oldID) {
+		t.Errorf("String %q does not name the writing key's id %s", before, oldID)
 	}
 }
 
@@ -163,21 +171,21 @@ func TestNewRejectsBadKeys(t *testing.T) {
 		keys [][]byte
 		want string
 	}{
-		{"no key", nil, "no encryption key"},
-		{"short key", [][]byte{key(1)[:16]}, "key #1 is 16 bytes long"},
+		{"no key", nil, "Config.Keys is empty"},
+		{"short key", [][]byte{key(1)[:16]}, "Config.Keys: key #1 is 16 bytes long"},
 		{"long second key", [][]byte{key(1), append(key(2), 0)}, "key #2 is 33 bytes long"},
 		{"duplicate", [][]byte{key(1), key(2), key(1)}, "keys #1 and #3 are the same key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := encrypt.New(inner, tt.keys...)
+			_, err := encrypt.New(encrypt.Config{Storage: inner, Keys: tt.keys})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New: want an error containing %q, got %v", tt.want, err)
 			}
 		})
 	}
-	if _, err := encrypt.New(nil, key(1)); err == nil {
-		t.Error("New(nil storage) succeeded")
+	if _, err := encrypt.New(encrypt.Config{Keys: [][]byte{key(1)}}); err == nil || !strings.Contains(err.Error(), "Config.Storage is nil") {
+		t.Errorf("New without a storage: want an error naming Config.Storage, got %v", err)
 	}
 }
 
@@ -234,9 +242,14 @@ func TestKeyMaterialNeverAppearsInOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, loadErr := s.Load(ctx, "bad")
-	_, otherErr := encrypt.New(inner, k, k)
-	for _, out := range []string{s.String(), fmt.Sprintf("%v %+v", s, s), fmt.Sprint(loadErr), fmt.Sprint(otherErr)} {
-		for _, enc := range []string{string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawStdEncoding.EncodeToString(k)[:20]} {
+	cfg := encrypt.Config{Storage: inner, Keys: [][]byte{k, k}}
+	_, otherErr := encrypt.New(cfg)
+	outputs := []string{fmt.Sprintf("%v %+v %#v %s", s, s, s, s), fmt.Sprint(loadErr), fmt.Sprint(otherErr)}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d", "%q"} {
+		outputs = append(outputs, fmt.Sprintf(verb, cfg), fmt.Sprintf(verb, &cfg))
+	}
+	for _, out := range outputs {
+		for _, enc := range []string{string(k), hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawStdEncoding.EncodeToString(k)[:20], "92 92 92", "5c5c5c"} {
 			if strings.Contains(out, enc) {
 				t.Errorf("output reveals the key: %q", out)
 			}
@@ -244,18 +257,10 @@ func TestKeyMaterialNeverAppearsInOutput(t *testing.T) {
 	}
 }
 
-func TestOptionalInterfacesReportUnsupported(t *testing.T) {
-	ctx := context.Background()
-	s := newEncrypted(t, &certmagic.FileStorage{Path: t.TempDir()}, key(1))
-	if _, err := s.FencingToken(ctx, "x"); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("FencingToken over a storage without fencing: want errors.ErrUnsupported, got %v", err)
-	}
-	if _, err := s.Watch(ctx); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("Watch over a storage without a change feed: want errors.ErrUnsupported, got %v", err)
-	}
-	if err := s.RenewLockLease(ctx, "x", time.Minute); err != nil {
-		t.Errorf("RenewLockLease over a storage without leases: want nil (as certmagic treats it), got %v", err)
-	}
+func TestOptionalInterfacesAreExactlyThoseOfTheWrappedStorage(t *testing.T) {
+	storagetest.CheckWrapper(t, func(inner storage.Storage) (storage.Storage, error) {
+		return encrypt.New(encrypt.Config{Storage: inner, Keys: [][]byte{key(1)}})
+	})
 }
 
 func ExampleNew() {
@@ -276,7 +281,7 @@ func ExampleNew() {
 		return
 	}
 	defer inner.Close()
-	s, err := encrypt.New(inner, keys...)
+	s, err := encrypt.New(encrypt.Config{Storage: inner, Keys: keys})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -5,9 +5,10 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/storage/storagetest"
 )
 
@@ -122,20 +123,24 @@ func TestStoreRidesOutAConnectionBlip(t *testing.T) {
 	if err := s.Store(ctx, "k", []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	var failures atomic.Int32
-	retried := make(chan struct{})
-	s.onRetry = func(error) {
-		if failures.Add(1) == 2 {
-			close(retried)
-		}
-	}
 	p.Cut()
 	done := make(chan error, 1)
 	go func() { done <- s.Store(ctx, "k", []byte("new")) }()
-	select {
-	case <-retried: // failed twice during the outage: now end it
-	case err := <-done:
-		t.Fatalf("Store during the outage returned %v before retrying", err)
+	// The proxy refuses every reconnection attempt (the Store's retries and
+	// the change listener's) until Restore; let several happen while the
+	// Store is still waiting.
+	var early error
+	returned := func() bool {
+		select {
+		case early = <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	wait.For(t, 30*time.Second, "reconnection attempts during the outage", func() bool { return returned() || p.Refused() >= 6 })
+	if early != nil || p.Refused() < 6 {
+		t.Fatalf("Store during the outage returned %v before the outage ended", early)
 	}
 	p.Restore()
 	if err := <-done; err != nil {

@@ -2,14 +2,14 @@ package postgres
 
 import (
 	"context"
-	crand "crypto/rand"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/backoff"
 	"github.com/certfleet/certfleet/storage"
 	"github.com/jackc/pgx/v5"
 )
@@ -64,7 +64,7 @@ func (l *lease) stopKeepalive() {
 // check can never confuse two holders, even in one process.
 func newOwner() string {
 	var b [16]byte
-	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	return hex.EncodeToString(b[:])
 }
 
@@ -89,8 +89,8 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		return err
 	}
 	owner := newOwner()
-	delay := minPoll
-	for {
+	poll := backoff.Policy{Base: minPoll, Max: s.maxPoll()}
+	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("postgres storage: lock %q: %w", name, err)
 		}
@@ -102,8 +102,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 			unsubscribe()
 			return err
 		}
-		jittered := delay/2 + rand.N(delay/2+1)
-		timer := time.NewTimer(jittered)
+		timer := time.NewTimer(poll.Delay(attempt))
 		select {
 		case <-ctx.Done():
 		case <-s.life.Done():
@@ -115,7 +114,6 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		if s.life.Err() != nil {
 			return fmt.Errorf("postgres storage: lock %q: %w", name, errClosed)
 		}
-		delay = min(2*delay, s.maxPoll())
 	}
 }
 

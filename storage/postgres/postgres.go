@@ -97,9 +97,9 @@ type Storage struct {
 
 	feed *feed
 
-	// Test hooks, nil outside tests.
-	onRetry      func(error) // called before waiting to retry a transient error
-	afterAcquire func()      // called after an acquiring statement succeeded
+	// afterAcquire, nil outside tests, is called after an acquiring
+	// statement succeeded: a test ends the caller's context there.
+	afterAcquire func()
 }
 
 var (

@@ -3,20 +3,17 @@ package postgres
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/certfleet/certfleet/internal/backoff"
 	"github.com/certfleet/certfleet/storage"
 )
 
-// Backoff between retries of a transient error.
-const (
-	retryFirstDelay = 50 * time.Millisecond
-	retryMaxDelay   = time.Second
-)
+// retryBackoff spaces the retries of a transient error.
+var retryBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}
 
 // retry runs op until it succeeds, fails with an error that is not
 // transient, ctx ends, the storage closes, or RetryTimeout has passed. Every
@@ -24,8 +21,7 @@ const (
 // failed after its statement may have reached the server.
 func (s *Storage) retry(ctx context.Context, op func(ctx context.Context) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(s.retryTimeout)
-	delay := retryFirstDelay
-	for {
+	for attempt := 1; ; attempt++ {
 		err = op(ctx)
 		if err == nil {
 			return ambiguous, nil
@@ -36,25 +32,20 @@ func (s *Storage) retry(ctx context.Context, op func(ctx context.Context) error)
 		if !transient(err) || ctx.Err() != nil {
 			return ambiguous, err
 		}
-		wait := delay/2 + rand.N(delay/2+1)
-		if time.Now().Add(wait).After(deadline) {
+		wait := retryBackoff.Delay(attempt)
+		if time.Now().Add(wait).After(deadline) || !s.pause(ctx, wait) {
 			return ambiguous, err
 		}
-		if s.onRetry != nil {
-			s.onRetry(err)
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ambiguous, err
-		case <-s.life.Done():
-			timer.Stop()
-			return ambiguous, err
-		case <-timer.C:
-		}
-		delay = min(2*delay, retryMaxDelay)
 	}
+}
+
+// pause waits for d, or until ctx ends or the storage closes; it reports
+// whether the whole pause passed.
+func (s *Storage) pause(ctx context.Context, d time.Duration) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
+	return backoff.Sleep(ctx, d) == nil
 }
 
 // transient reports whether err may go away if the operation is tried again:

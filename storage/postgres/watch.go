@@ -4,22 +4,22 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/backoff"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Listener timing: an idle listening connection is pinged every
 // listenPingEvery, so that a dead connection is noticed even when nothing is
-// written; reconnection backs off up to listenMaxBackoff.
+// written; reconnection backs off by listenBackoff.
 const (
 	listenPingEvery   = 15 * time.Second
 	listenPingTimeout = 5 * time.Second
-	listenMinBackoff  = 50 * time.Millisecond
-	listenMaxBackoff  = 5 * time.Second
 )
+
+var listenBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // maxPending bounds the keys queued for a watcher that does not keep up;
 // past it they collapse into one "" (reload everything).
@@ -28,8 +28,7 @@ const maxPending = 4096
 // feed receives the NOTIFY messages of one Storage on a dedicated
 // connection and hands them to watchers and lock waiters.
 type feed struct {
-	s   *Storage
-	pid atomic.Uint32 // backend process of the listening connection, for tests
+	s *Storage
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
@@ -67,7 +66,6 @@ func (f *feed) connect(ctx context.Context) (*pgx.Conn, error) {
 			return nil, err
 		}
 	}
-	f.pid.Store(conn.PgConn().PID())
 	return conn, nil
 }
 
@@ -90,14 +88,9 @@ func (f *feed) run(conn *pgx.Conn) {
 		}
 		f.s.log.Warn("change listener disconnected; reconnecting", "error", err)
 		f.wakeAllWaiters()
-		delay := listenMinBackoff
-		for {
-			timer := time.NewTimer(delay)
-			select {
-			case <-life.Done():
-				timer.Stop()
+		for attempt := 1; ; attempt++ {
+			if backoff.Sleep(life, listenBackoff.Delay(attempt)) != nil {
 				return
-			case <-timer.C:
 			}
 			if conn, err = f.connect(life); err == nil {
 				break
@@ -105,7 +98,6 @@ func (f *feed) run(conn *pgx.Conn) {
 			if life.Err() != nil {
 				return
 			}
-			delay = min(2*delay, listenMaxBackoff)
 		}
 		f.s.log.Info("change listener reconnected")
 		f.broadcast("")

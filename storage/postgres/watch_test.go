@@ -2,8 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 // next returns the next key from ch, failing the test if none comes soon.
@@ -55,30 +60,50 @@ func TestWatchReportsEveryKeyOfAPrefixDelete(t *testing.T) {
 
 func TestWatchSaysResyncAfterTheListenerReconnects(t *testing.T) {
 	cs, ns := testConnString(t), uniqueNamespace(t, "resync")
-	watcher, writer := newTestStorage(t, cs, ns, nil), newTestStorage(t, cs, ns, nil)
+	app := "certfleet-test-" + ns // tells the watcher's connections apart in pg_stat_activity
+	watcher, writer := newTestStorage(t, withParam(cs, "application_name", app), ns, nil), newTestStorage(t, cs, ns, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch, err := watcher.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := watcher.feed.pid.Load()
+	admin := adminConn(t)
+	old := listenerPID(t, admin, app)
 	var killed bool
-	if err := adminConn(t).QueryRow(testCtx(t), "SELECT pg_terminate_backend($1)", int64(old)).Scan(&killed); err != nil || !killed {
+	if err := admin.QueryRow(testCtx(t), "SELECT pg_terminate_backend($1)", int64(old)).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminating the listener's backend %d: %v, %v", old, killed, err)
 	}
 	if got := next(t, ch); got != "" {
 		t.Fatalf("Watch reported %q after the listener lost its connection, want \"\" (resync)", got)
 	}
-	if p := watcher.feed.pid.Load(); p == old || p == 0 {
-		t.Fatalf("listener backend %d after the resync, want a new connection", p)
-	}
+	wait.For(t, 30*time.Second, "a new listening connection", func() bool {
+		p := listenerPID(t, admin, app)
+		return p != 0 && p != old
+	})
 	if err := writer.Store(testCtx(t), "after", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
 	if got := next(t, ch); got != "after" {
 		t.Errorf("Watch reported %q after reconnecting, want after", got)
 	}
+}
+
+// listenerPID returns the server process of the connection with
+// application_name app that listens for changes (its last statement was a
+// LISTEN), or 0 if there is none.
+func listenerPID(t testing.TB, admin *pgx.Conn, app string) int64 {
+	t.Helper()
+	var pid int64
+	err := admin.QueryRow(testCtx(t),
+		"SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %' ORDER BY backend_start DESC LIMIT 1", app).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }
 
 func TestSlowWatcherGetsResyncInsteadOfUnboundedQueue(t *testing.T) {

@@ -16,10 +16,11 @@ type Proxy struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	cut    bool
-	closed bool
-	conns  map[net.Conn]struct{}
+	mu      sync.Mutex
+	cut     bool
+	closed  bool
+	refused int // connections reset on arrival while cut
+	conns   map[net.Conn]struct{}
 }
 
 // NewProxy starts a proxy on a loopback port forwarding to target (host:port).
@@ -52,6 +53,14 @@ func (p *Proxy) Cut() {
 	}
 }
 
+// Refused returns how many new connections the proxy has reset while cut:
+// each is a client trying again during the outage.
+func (p *Proxy) Refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
+}
+
 // Restore lets connections through again after Cut.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -77,6 +86,9 @@ func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cut || p.closed {
+		if p.cut {
+			p.refused++
+		}
 		reset(c)
 		return false
 	}

@@ -54,8 +54,10 @@
 //     existing key does not answer false; once restored, every acknowledged
 //     write is there.
 //
-// Optional interfaces that a wrapper implements but cannot serve return
-// errors.ErrUnsupported; the checks of those interfaces then skip.
+// The checks of an optional interface skip when the storage lacks it, or when
+// its methods return errors.ErrUnsupported. Wrappers should instead have
+// exactly the optional interfaces of what they wrap: CheckWrapper checks
+// that.
 //
 // Several checks run in other processes: Run re-executes the test binary,
 // selecting the same top-level test, with an environment variable that tells
