@@ -85,15 +85,6 @@ func (s *served) remove(name string) {
 	s.apply([]*change{{name: name}})
 }
 
-// has reports whether a certificate is served for the managed name.
-func (s *served) has(name string) bool {
-	snap := s.load()
-	if rest, ok := strings.CutPrefix(name, "*."); ok {
-		return snap.wild[rest] != nil
-	}
-	return snap.exact[name] != nil
-}
-
 // apply publishes changes in one new snapshot. Called with s.mu held.
 func (s *served) apply(changes []*change) {
 	old := s.load()

@@ -172,7 +172,9 @@ func (m *Manager) notifyLocked() {
 	m.changed = make(chan struct{})
 }
 
-// await waits until every name is served or refused for good, or ctx ends.
+// await waits until every name is ready (an attempt succeeded: it is
+// served with a certificate valid now and not overdue) or refused for good,
+// or ctx ends.
 func (m *Manager) await(ctx context.Context, names []string) error {
 	for {
 		m.mu.Lock()
@@ -185,7 +187,7 @@ func (m *Manager) await(ctx context.Context, names []string) error {
 				errs = append(errs, fmt.Errorf("%s: no longer managed", name))
 			case e.gaveUp:
 				errs = append(errs, fmt.Errorf("%s: %w", name, e.lastErr))
-			case !m.served.has(name):
+			case !e.managed:
 				pending = true
 				if ctx.Err() != nil {
 					errs = append(errs, notServed(e, ctx.Err()))
