@@ -131,10 +131,18 @@ func (s *Storage) tryAcquire(ctx context.Context, name, owner string) (bool, err
 	if s.isClosed() {
 		return false, fmt.Errorf("postgres storage: lock %q: %w", name, errClosed)
 	}
-	var fence int64
 	start := time.Now()
+	_, err := s.takeRow(ctx, name, owner, &start)
+	return s.settle(ctx, name, owner, start, err)
+}
+
+// takeRow runs the statement that takes the lock row for owner, with
+// retries of transient errors; pgx.ErrNoRows means the lock is held.
+// start is set to when the attempt that succeeded began.
+func (s *Storage) takeRow(ctx context.Context, name, owner string, start *time.Time) (int64, error) {
+	var fence int64
 	_, err := s.retry(ctx, func(ctx context.Context) error {
-		start = time.Now()
+		*start = time.Now()
 		// One round trip: create the row if needed, then take it if free.
 		var b pgx.Batch
 		b.Queue(s.sql.ensureLock, name)
@@ -149,11 +157,16 @@ func (s *Storage) tryAcquire(ctx context.Context, name, owner string) (bool, err
 		}
 		return err
 	})
+	return fence, err
+}
+
+// settle turns the outcome of takeRow into the lease, or releases what the
+// acquisition may hold: an acquisition whose context ended just as it
+// succeeded, or whose reply was lost, must not leave the lock held by
+// nobody until it expires.
+func (s *Storage) settle(ctx context.Context, name, owner string, start time.Time, err error) (bool, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
-	}
-	if err == nil && s.afterAcquire != nil {
-		s.afterAcquire()
 	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()

@@ -177,12 +177,16 @@ func TestRenewLockLeaseNeverShortens(t *testing.T) {
 // lock held by nobody until it expires.
 func TestLockAcquiredAsItsContextEndsIsReleased(t *testing.T) {
 	s := newTestStorage(t, testConnString(t), uniqueNamespace(t, "ctxrace"), slowKeepalive)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.afterAcquire = cancel
 	const name = "raced"
-	if err := s.Lock(ctx, name); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Lock whose context ended as it acquired: %v, want context.Canceled", err)
+	owner := newOwner()
+	start := time.Now()
+	if _, err := s.takeRow(testCtx(t), name, owner, &start); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the context ends just as the row was taken
+	if ok, err := s.settle(ctx, name, owner, start, nil); ok || !errors.Is(err, context.Canceled) {
+		t.Fatalf("settling an acquisition whose context ended: %v, %v; want false, context.Canceled", ok, err)
 	}
 	// Expiry would take LockTTL (10 minutes); only a release removes the row.
 	if !wait.Until(30*time.Second, func() bool { return lockRows(t, s, name) == 0 }) {

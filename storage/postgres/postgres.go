@@ -96,10 +96,6 @@ type Storage struct {
 	held   map[string][]*lease // locks this client holds (or lost and not yet unlocked), by name
 
 	feed *feed
-
-	// afterAcquire, nil outside tests, is called after an acquiring
-	// statement succeeded: a test ends the caller's context there.
-	afterAcquire func()
 }
 
 var (
