@@ -32,6 +32,7 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 		PropagationDelay:   c.PropagationDelay,
 		PropagationTimeout: timeout,
 		OwnerLease:         c.SolverLease,
+		SweepInterval:      c.SolverLease, // a dead member is noticed at the lease's granularity
 		Logger:             s.logger.With("component", "certfleet", "logger", "dns01"),
 	}
 	// Config.validate checked every setting; what remains is the system's

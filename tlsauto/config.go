@@ -84,9 +84,10 @@ type Config struct {
 
 	// SolverLease is how long this Manager's claim on the DNS-01 challenge
 	// records it writes lasts in Storage; it is renewed while the Manager
-	// runs. The records of a member that dies are swept by the others
-	// within SolverLease plus a minute. Members' clocks must agree to well
-	// within it. Default: 1 minute; 100 ms to 1 hour.
+	// runs, and each member looks for records of dead members this often.
+	// The records of a member that dies are swept by the others within
+	// about twice SolverLease. Members' clocks must agree to well within it.
+	// Default: 1 minute; 100 ms to 1 hour.
 	SolverLease time.Duration
 
 	// DNSPort is the port on which the zones' authoritative nameservers are

@@ -20,9 +20,13 @@ import (
 // holder's locks expire quickly.
 const lockTTL = 2 * time.Second
 
+// solverLease is the members' DNS-01 solver lease in the kill test: a dead
+// member's records are swept within about twice this.
+const solverLease = 2 * time.Second
+
 // sweepTimeout bounds the wait for a dead member's challenge records to be
-// removed: its solver lease (1 minute) must lapse, then a survivor sweeps.
-const sweepTimeout = 3 * time.Minute
+// removed: its solver lease must lapse, then a survivor sweeps.
+const sweepTimeout = time.Minute
 
 // withLockTTL returns b's storage URL with its lock TTL set to ttl.
 func withLockTTL(t *testing.T, b backendtest.Backend, ttl time.Duration) string {
@@ -48,7 +52,7 @@ func withLockTTL(t *testing.T, b backendtest.Backend, ttl time.Duration) string 
 // certificate, every surviving member serve it, and the dead member's record
 // must leave the zone. The backends run one after the other up to the kill
 // and completion, then their sweeps are awaited together: each takes the
-// dead member's solver lease (1 minute) to lapse.
+// dead member's solver lease to lapse.
 func TestFleetCompletesCertificateAfterLockHolderKilled(t *testing.T) {
 	t.Parallel()
 	var victims []victim
@@ -106,6 +110,7 @@ func killLockHolder(t *testing.T, b backendtest.Backend) victim {
 	w := env.World
 	const name = "kill.example.test"
 	spec := env.Spec(withLockTTL(t, b, lockTTL), name)
+	spec.SolverLease = solverLease
 
 	// Member 0 starts alone, takes the issuance lock, writes its challenge
 	// record and hangs there.

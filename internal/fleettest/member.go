@@ -47,6 +47,7 @@ type MemberSpec struct {
 	RenewalCheckInterval time.Duration `json:"renewal_check_interval"`
 	RenewalWindowRatio   float64       `json:"renewal_window_ratio"`
 	SyncInterval         time.Duration `json:"sync_interval"`
+	SolverLease          time.Duration `json:"solver_lease"`
 
 	// HoldFirstAppend makes the member's first DNS write hang after it was
 	// written, as "hold" does for the next one.
@@ -182,6 +183,7 @@ func (r *member) run(stdin io.Reader) error {
 		RenewalCheckInterval: spec.RenewalCheckInterval,
 		RenewalWindowRatio:   spec.RenewalWindowRatio,
 		SyncInterval:         spec.SyncInterval,
+		SolverLease:          spec.SolverLease,
 		ShareNames:           spec.ShareNames,
 		OnEvent:              r.onEvent,
 	})
