@@ -126,7 +126,7 @@ func certmagicSolver(timeout time.Duration) func(tlsauto.Config) acmez.Solver {
 // function that closes both.
 func benchManager(b *testing.B, w *testacme.World, email string, names []string) (*tlsauto.Manager, func()) {
 	b.Helper()
-	store, err := file.New(file.Config{Dir: b.TempDir()})
+	store, err := file.New(context.Background(), file.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	store, err := file.New(file.Config{Dir: dir})
+	store, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -43,7 +43,7 @@ const (
 func BenchmarkScale10000Names(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
-	store, err := file.New(file.Config{Dir: dir})
+	store, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func BenchmarkScale10000Names(b *testing.B) {
 func scaleRun(b *testing.B, impl, dir string, names []string) {
 	b.Helper()
 	ctx := context.Background()
-	store, err := file.New(file.Config{Dir: dir})
+	store, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
