@@ -58,7 +58,7 @@ func TestConfigFromURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.addr != "cache.internal:6379" || set.db != 3 || set.username != "user" || set.password != sentinel ||
+	if len(set.addrs) != 1 || set.addrs[0] != "cache.internal:6379" || set.db != 3 || set.username != "user" || set.password != sentinel ||
 		set.prefix != "prod" || set.lockTTL != 20*time.Second || set.timeout != 2*time.Second || set.tls == nil {
 		t.Fatalf("settings = %+v", set)
 	}
@@ -103,7 +103,7 @@ func TestWrongPasswordErrorHidesIt(t *testing.T) {
 
 func TestStorageStringHidesPassword(t *testing.T) {
 	s := newTestStorage(t)
-	if out := fmt.Sprintf("%v %+v %s", s, s, s.String()); !strings.Contains(out, s.p) {
+	if out := fmt.Sprintf("%v %+v %s", s, s, s.String()); !strings.Contains(out, s.prefix) {
 		t.Fatalf("String does not name the prefix: %s", out)
 	}
 }
@@ -124,8 +124,8 @@ func TestOpenRegistersSchemes(t *testing.T) {
 		t.Fatalf("storage.Open returned %T, want *Storage", s)
 	}
 	t.Cleanup(func() { _ = rs.Close() })
-	if rs.p != prefix || rs.lockTTL != 3*time.Second {
-		t.Fatalf("opened storage has prefix %q and LockTTL %s", rs.p, rs.lockTTL)
+	if rs.prefix != prefix || rs.lockTTL != 3*time.Second {
+		t.Fatalf("opened storage has prefix %q and LockTTL %s", rs.prefix, rs.lockTTL)
 	}
 	if err := s.Store(testCtx(t), "k", []byte("v")); err != nil {
 		t.Fatal(err)

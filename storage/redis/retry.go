@@ -36,6 +36,7 @@ func transient(err error) bool {
 	case errors.Is(err, goredis.Nil), errors.Is(err, goredis.ErrClosed):
 		return false
 	case storage.IsTransient(err),
+		errors.Is(err, errNotReplicated),
 		errors.Is(err, goredis.ErrPoolTimeout),
 		goredis.IsLoadingError(err),
 		goredis.IsTryAgainError(err),
