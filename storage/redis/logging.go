@@ -15,33 +15,38 @@ import (
 // the Logger of every open Storage (each distinct *slog.Logger once), or
 // nowhere when there is none. Before the first New, go-redis prints to
 // stderr; from then on, never.
-var goredisLog = &logRouter{loggers: map[*Storage]*slog.Logger{}}
+var goredisLog = &logRouter{loggers: map[*logEntry]*slog.Logger{}}
+
+// logEntry identifies one Storage's logger in the router.
+type logEntry struct{ _ byte }
 
 // logRouter is go-redis' logger (its Printf method), installed by New.
 type logRouter struct {
 	install sync.Once
 
 	mu      sync.Mutex
-	loggers map[*Storage]*slog.Logger // open Storages with a Config.Logger
+	loggers map[*logEntry]*slog.Logger // of open Storages with a Config.Logger
 }
 
 // add installs r as go-redis' logger (once per process) and routes its
-// reports to l while s is open; l may be nil.
-func (r *logRouter) add(s *Storage, l *slog.Logger) {
+// reports to l (which may be nil) until remove is called with the entry
+// returned.
+func (r *logRouter) add(l *slog.Logger) *logEntry {
 	r.install.Do(func() { goredis.SetLogger(r) })
-	if l == nil {
-		return
+	e := &logEntry{}
+	if l != nil {
+		r.mu.Lock()
+		r.loggers[e] = l
+		r.mu.Unlock()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.loggers[s] = l
+	return e
 }
 
-// remove stops routing reports to s's logger.
-func (r *logRouter) remove(s *Storage) {
+// remove stops routing reports to the logger of e.
+func (r *logRouter) remove(e *logEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.loggers, s)
+	delete(r.loggers, e)
 }
 
 // Printf implements go-redis' logging interface. go-redis formats no

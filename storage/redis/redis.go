@@ -32,6 +32,7 @@ type Storage struct {
 	lockTTL  time.Duration
 	timeout  time.Duration
 	replicas int // Config.MinReplicas
+	logKey   *logEntry
 	log      *slog.Logger
 
 	// ctx ends at Close; it owns keepalives, the subscription and stray releases.
@@ -69,10 +70,12 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	logKey := goredisLog.add(cfg.Logger) // before the client logs anything
 	client := newClient(set)
 	err = retry(ctx, func(ctx context.Context) error { return client.Ping(ctx).Err() })
 	if err != nil {
 		_ = client.Close()
+		goredisLog.remove(logKey)
 		return nil, fmt.Errorf("redis: connecting to %s: %w", describe(set), err)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
@@ -90,11 +93,11 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 		ctx:      sctx,
 		cancel:   cancel,
 		locks:    make(map[string]*heldLock),
+		logKey:   logKey,
 	}
 	if set.mode == modeCluster {
 		s.pub = "SPUBLISH"
 	}
-	goredisLog.add(s, cfg.Logger)
 	return s, nil
 }
 
@@ -194,7 +197,7 @@ func (s *Storage) Close() error {
 	if h != nil {
 		h.Close()
 	}
-	goredisLog.remove(s)
+	goredisLog.remove(s.logKey)
 	return s.client.Close()
 }
 
