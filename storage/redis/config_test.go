@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,73 @@ func TestOpenReadsPasswordFromEnvFile(t *testing.T) {
 	_, err = openEnv(testCtx(t), u, secretenv.Map(map[string]string{EnvPassword: "a", EnvPassword + "_FILE": file}))
 	if err == nil || !strings.Contains(err.Error(), EnvPassword) {
 		t.Fatalf("both variable and file set: %v", err)
+	}
+}
+
+func TestConfigSentinelAndClusterURLs(t *testing.T) {
+	cases := []struct {
+		cfg    Config
+		mode   string
+		addrs  []string
+		master string
+		db     int
+	}{
+		{Config{Addr: "redis+sentinel://:" + sentinel + "@s1,s2:26380/certs/2"}, modeSentinel, []string{"s1:26379", "s2:26380"}, "certs", 2},
+		{Config{Addr: "rediss+sentinel://s1/certs"}, modeSentinel, []string{"s1:26379"}, "certs", 0},
+		{Config{Addr: "redis+cluster://c1:7000,c2:7001?prefix=p"}, modeCluster, []string{"c1:7000", "c2:7001"}, "", 0},
+		{Config{Addr: "c1:7000, c2:7001", Cluster: true}, modeCluster, []string{"c1:7000", "c2:7001"}, "", 0},
+		{Config{Addr: "s1:26379,s2:26379", MasterName: "certs"}, modeSentinel, []string{"s1:26379", "s2:26379"}, "certs", 0},
+		{Config{Addr: "redis+sentinel://s1/certs", MasterName: "certs"}, modeSentinel, []string{"s1:26379"}, "certs", 0},
+	}
+	for _, c := range cases {
+		set, err := c.cfg.validate()
+		if err != nil {
+			t.Errorf("%v: %v", c.cfg, err)
+			continue
+		}
+		if set.mode != c.mode || !slices.Equal(set.addrs, c.addrs) || set.master != c.master || set.db != c.db {
+			t.Errorf("%v: mode %s, addrs %q, master %q, db %d; want %s, %q, %q, %d",
+				c.cfg, set.mode, set.addrs, set.master, set.db, c.mode, c.addrs, c.master, c.db)
+		}
+	}
+	if set, _ := (Config{Addr: "rediss+cluster://c1,c2"}).validate(); set.tls == nil || set.tls.ServerName != "" {
+		t.Errorf("rediss+cluster:// with two hosts: TLS %v, want TLS without a fixed server name", set.tls)
+	}
+}
+
+func TestConfigRejectsBadDeploymentsNamingTheFix(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"sentinel without master", Config{Addr: "redis+sentinel://s1:26379"}, "mastername"},
+		{"both modes", Config{Addr: "h:1", MasterName: "m", Cluster: true}, "set one"},
+		{"several hosts, no mode", Config{Addr: "h:1,h:2"}, "set MasterName"},
+		{"several hosts in redis://", Config{Addr: "redis://h:1,h:2"}, "set MasterName"},
+		{"cluster db", Config{Addr: "redis+cluster://h:1/3"}, "only database 0"},
+		{"cluster min replicas", Config{Addr: "redis+cluster://h:1?min_replicas=1"}, "not supported with Redis Cluster"},
+		{"negative min replicas", Config{Addr: "h:1", MinReplicas: -1}, "MinReplicas"},
+		{"url mode disagrees", Config{Addr: "redis+cluster://h:1", MasterName: "m"}, "set only one"},
+		{"master disagrees", Config{Addr: "redis+sentinel://h/a", MasterName: "b"}, "master name"},
+		{"bad port", Config{Addr: "redis+cluster://h:1,h:x"}, "not a valid URL"},
+		{"unknown scheme", Config{Addr: "redis+ring://h"}, "redis+sentinel://"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.cfg.validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("validate(%v) = %v, want an error mentioning %q", c.cfg, err, c.want)
+			}
+		})
+	}
+}
+
+func TestSentinelPasswordNeverPrinted(t *testing.T) {
+	cfg := Config{Addr: "s1:26379", MasterName: "m", SentinelPassword: sentinel}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(format, cfg); strings.Contains(out, sentinel) {
+			t.Fatalf("%s of Config reveals the sentinel password: %s", format, out)
+		}
 	}
 }
