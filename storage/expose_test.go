@@ -13,7 +13,7 @@ import (
 )
 
 func TestExposedWrapperUnwrapsAndDescribesItself(t *testing.T) {
-	inner, err := file.New(file.Config{Dir: t.TempDir()})
+	inner, err := file.New(context.Background(), file.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

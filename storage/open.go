@@ -21,11 +21,15 @@ var backends = registry.Registry[OpenFunc]{
 // builtin maps the schemes of certfleet's own backends to the package that
 // registers them, so that Open can say which import is missing.
 var builtin = map[string]string{
-	"file":       "github.com/certfleet/certfleet/storage/file",
-	"postgres":   "github.com/certfleet/certfleet/storage/postgres",
-	"postgresql": "github.com/certfleet/certfleet/storage/postgres",
-	"redis":      "github.com/certfleet/certfleet/storage/redis",
-	"rediss":     "github.com/certfleet/certfleet/storage/redis",
+	"file":            "github.com/certfleet/certfleet/storage/file",
+	"postgres":        "github.com/certfleet/certfleet/storage/postgres",
+	"postgresql":      "github.com/certfleet/certfleet/storage/postgres",
+	"redis":           "github.com/certfleet/certfleet/storage/redis",
+	"rediss":          "github.com/certfleet/certfleet/storage/redis",
+	"redis+sentinel":  "github.com/certfleet/certfleet/storage/redis",
+	"rediss+sentinel": "github.com/certfleet/certfleet/storage/redis",
+	"redis+cluster":   "github.com/certfleet/certfleet/storage/redis",
+	"rediss+cluster":  "github.com/certfleet/certfleet/storage/redis",
 }
 
 // ErrUnknownScheme is returned (wrapped) by Open for a URL whose scheme no

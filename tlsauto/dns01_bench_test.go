@@ -147,7 +147,7 @@ func benchCertmagic(timeout time.Duration) func(*testing.B, *testacme.World, str
 
 func benchStore(b *testing.B) *file.Storage {
 	b.Helper()
-	store, err := file.New(file.Config{Dir: b.TempDir()})
+	store, err := file.New(context.Background(), file.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

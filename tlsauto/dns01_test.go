@@ -73,7 +73,7 @@ func worldPort(t testing.TB, w *testacme.World) int {
 // that locks of killed processes expire quickly.
 func fileStore(t testing.TB, dir string) *file.Storage {
 	t.Helper()
-	s, err := file.New(file.Config{Dir: dir, LockTTL: 2 * time.Second})
+	s, err := file.New(context.Background(), file.Config{Dir: dir, LockTTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

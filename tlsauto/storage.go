@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,7 @@ func defaultStorage() (certmagic.Storage, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := file.New(file.Config{Dir: dir})
+	s, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		return nil, nil, err
 	}

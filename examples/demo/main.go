@@ -54,7 +54,7 @@ func run(out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	store, err := file.New(file.Config{Dir: dir})
+	store, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		return err
 	}

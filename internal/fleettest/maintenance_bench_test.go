@@ -94,7 +94,7 @@ func maintenanceScenario(b *testing.B, impl string) (lat, control []time.Duratio
 	if err != nil {
 		b.Fatal(err)
 	}
-	base, err := file.New(file.Config{Dir: b.TempDir()})
+	base, err := file.New(context.Background(), file.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

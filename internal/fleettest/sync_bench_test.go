@@ -34,7 +34,7 @@ const (
 // (each member checks what it serves every millisecond). The event comes
 // just after the certificate is stored, so a lag can be negative: the
 // member was told by storage before the renewer reported. File storage
-// delivers changes by its directory scan (every 2 s by default),
+// delivers changes through inotify (the members share one host),
 // PostgreSQL and Redis by their change feeds.
 //
 // certmagic, beside it in the same run: five plain certmagic instances (each

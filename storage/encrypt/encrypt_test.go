@@ -29,7 +29,7 @@ func key(b byte) []byte { return bytes.Repeat([]byte{b}, encrypt.KeySize) }
 
 func newFile(t testing.TB, dir string) *file.Storage {
 	t.Helper()
-	s, err := file.New(file.Config{Dir: dir, LockTTL: testTTL, PollInterval: 50 * time.Millisecond})
+	s, err := file.New(context.Background(), file.Config{Dir: dir, LockTTL: testTTL, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func ExampleNew() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	inner, err := file.New(file.Config{Dir: dir})
+	inner, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -306,11 +306,7 @@ func (s *Storage) list(ctx context.Context, dir, prefix string, recursive bool, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.readComponents(dir, func(comp, path string, isDir bool) error {
-		key := comp
-		if prefix != "" {
-			key = prefix + "/" + comp
-		}
+	return readKeys(dir, dirCtx{prefix: prefix}, func(key, path string, isDir bool, c dirCtx) error {
 		*keys = append(*keys, key)
 		if recursive && isDir {
 			err := s.list(ctx, path, key, true, keys)
@@ -323,55 +319,107 @@ func (s *Storage) list(ctx context.Context, dir, prefix string, recursive bool, 
 	})
 }
 
-// readComponents calls f for each key component stored in dir, joining the
-// chunks of long components, with the path of its file or directory.
-func (s *Storage) readComponents(dir string, f func(comp, path string, isDir bool) error) error {
-	return readChunks(dir, nil, f)
+// dirCtx is what a directory on disk means for the keys below it: the key
+// of the directory (prefix, "" for the root) and, inside the continuation
+// directories of a long component, the chunks of the component so far.
+type dirCtx struct {
+	prefix string
+	chunks []string
 }
 
-func readChunks(dir string, chunks []string, f func(comp, path string, isDir bool) error) error {
+// Kinds of directory entries, as entry classifies them.
+const (
+	entrySkip  = iota // the storage's own file (lock, temporary) or a foreign one
+	entryValue        // the file holding a key's value
+	entryDir          // the directory of a key prefix
+	entryChunk        // a continuation directory of a long component
+)
+
+// entry classifies the entry name, a directory when isDir, of a directory
+// with context c. It returns the key the entry stands for (values and key
+// directories) and, for directories, the context of what lies below.
+func entry(c dirCtx, name string, isDir bool) (kind int, key string, below dirCtx) {
+	if internal(name) {
+		return entrySkip, "", dirCtx{}
+	}
+	all := append(c.chunks[:len(c.chunks):len(c.chunks)], name)
+	if isChunk(name) {
+		if !isDir {
+			return entrySkip, "", dirCtx{}
+		}
+		return entryChunk, "", dirCtx{prefix: c.prefix, chunks: all}
+	}
+	var joined strings.Builder
+	for _, chunk := range all {
+		joined.WriteString(strings.TrimSuffix(chunk, chunkSuffix))
+	}
+	comp, ok := decodeName(joined.String())
+	if !ok || !validEncoding(comp, all) {
+		return entrySkip, "", dirCtx{} // not written by this storage
+	}
+	key = comp
+	if c.prefix != "" {
+		key = c.prefix + "/" + comp
+	}
+	if isDir {
+		return entryDir, key, dirCtx{prefix: key}
+	}
+	return entryValue, key, dirCtx{}
+}
+
+// readKeys calls f for each key stored in dir (a directory with context c),
+// values and directories, joining the chunks of long components, with the
+// path of its file or directory and, for directories, their context.
+func readKeys(dir string, c dirCtx, f func(key, path string, isDir bool, below dirCtx) error) error {
+	err := eachEntry(dir, c, func(kind int, key, path string, below dirCtx) error {
+		switch kind {
+		case entryChunk:
+			return readKeys(path, below, f)
+		case entryDir:
+			return f(key, path, true, below)
+		}
+		return f(key, path, false, below)
+	})
+	if len(c.chunks) > 0 && notExist(err) {
+		return nil // a continuation directory removed meanwhile
+	}
+	return err
+}
+
+// eachEntry reads dir (a directory with context c) and calls f for each
+// entry that is a value, a key directory or a continuation directory (see
+// entry), with its path.
+func eachEntry(dir string, c dirCtx, f func(kind int, key, path string, below dirCtx) error) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if len(chunks) > 0 && notExist(err) {
-			return nil // a continuation directory removed meanwhile
-		}
 		return err
 	}
 	for _, e := range ents {
-		name := e.Name()
-		if internal(name) {
+		path := filepath.Join(dir, e.Name())
+		isDir, ok := entryIsDir(path, e)
+		if !ok {
 			continue
 		}
-		path := filepath.Join(dir, name)
-		all := append(chunks[:len(chunks):len(chunks)], name)
-		if isChunk(name) {
-			if !e.IsDir() {
-				continue
-			}
-			if err := readChunks(path, all, f); err != nil {
-				return err
-			}
+		kind, key, below := entry(c, e.Name(), isDir)
+		if kind == entrySkip {
 			continue
 		}
-		var joined strings.Builder
-		for _, c := range all {
-			joined.WriteString(strings.TrimSuffix(c, chunkSuffix))
-		}
-		comp, ok := decodeName(joined.String())
-		if !ok || !validEncoding(comp, all) {
-			continue // not written by this storage
-		}
-		isDir := e.IsDir()
-		if e.Type()&fs.ModeSymlink != 0 {
-			fi, err := os.Stat(path)
-			if err != nil {
-				continue
-			}
-			isDir = fi.IsDir()
-		}
-		if err := f(comp, path, isDir); err != nil {
+		if err := f(kind, key, path, below); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// entryIsDir reports whether a directory entry is a directory, following
+// symbolic links; ok is false when a link cannot be followed.
+func entryIsDir(path string, e fs.DirEntry) (isDir, ok bool) {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir(), true
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, false
+	}
+	return fi.IsDir(), true
 }

@@ -16,7 +16,7 @@ import (
 
 func open(t testing.TB, dir string) *file.Storage {
 	t.Helper()
-	s, err := file.New(file.Config{Dir: dir})
+	s, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{file.Config{Dir: t.TempDir(), LockTTL: -1}, "Config.LockTTL is negative"},
 		{file.Config{Dir: t.TempDir(), PollInterval: -1}, "Config.PollInterval is negative"},
 	} {
-		if _, err := file.New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := file.New(context.Background(), tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v): want an error containing %q, got %v", tt.cfg, tt.want, err)
 		}
 	}
@@ -148,7 +148,7 @@ func ExampleNew() {
 	}
 	defer os.RemoveAll(dir)
 
-	s, err := file.New(file.Config{Dir: dir})
+	s, err := file.New(context.Background(), file.Config{Dir: dir})
 	if err != nil {
 		fmt.Println(err)
 		return

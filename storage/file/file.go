@@ -1,14 +1,14 @@
 // Package file is certfleet's embedded storage backend: a directory on a
 // local file system, shared by every process that opens it.
 //
-//	s, err := file.New(file.Config{Dir: "/var/lib/certfleet"})
+//	s, err := file.New(ctx, file.Config{Dir: "/var/lib/certfleet"})
 //	if err != nil {
 //		return err
 //	}
 //	defer s.Close()
 //
 // Importing the package registers it with storage.Open for plain paths and
-// file:// URLs (file:///var/lib/certfleet?lock_ttl=10s&poll_interval=2s).
+// file:// URLs (file:///var/lib/certfleet?lock_ttl=10s&poll_interval=2s&rescan=true).
 //
 // Writes go to a temporary file that is synced and renamed over the key, then
 // the directory is synced: a reader sees the old value or the new one, never
@@ -28,16 +28,23 @@
 // processes sharing a directory must share a clock (one host, or hosts with
 // synchronized clocks on a network file system that supports exclusive
 // create).
+//
+// Watch reports changes as they happen through inotify (on Linux), and
+// rescans only what inotify cannot see: see Storage.Watch. New removes the
+// temporary files that writers killed mid-write left behind.
 package file
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,10 +70,19 @@ type Config struct {
 	// Default DefaultLockTTL.
 	LockTTL time.Duration
 
-	// PollInterval is how often Watch scans Dir for changes; on large
-	// directories the interval stretches to 50 times the scan's duration,
-	// up to a minute. Default DefaultPollInterval.
+	// PollInterval is how often Watch rescans Dir for changes that inotify
+	// cannot report: on a network file system shared with other hosts, on
+	// systems without inotify, or when the inotify watch limit is reached
+	// (see Storage.Watch). A rescan reads only the directories whose
+	// modification time changed; on large trees the interval stretches to 50
+	// times the rescan's duration, up to a minute. Default
+	// DefaultPollInterval.
 	PollInterval time.Duration
+
+	// Rescan makes Watch rescan every PollInterval even where inotify works
+	// and the file system looks local. Set it when other hosts write to Dir
+	// through a shared file system that Watch does not recognize as one.
+	Rescan bool
 
 	// Logger receives lock keepalive failures. Default: discard.
 	Logger *slog.Logger
@@ -80,7 +96,11 @@ type Storage struct {
 	lockDir string
 	ttl     time.Duration
 	poll    time.Duration
+	rescan  bool
 	log     *slog.Logger
+
+	feedMu sync.Mutex // serializes starting the feed
+	feed   *feed      // the change feed, started by the first Watch
 
 	mu     sync.Mutex
 	held   map[string]*heldLock // lock name → lock this client holds
@@ -98,8 +118,15 @@ var (
 // ErrClosed is returned by Lock, TryLock and Watch after Close.
 var ErrClosed = errors.New("file storage is closed")
 
-// New opens the storage in cfg.Dir.
-func New(cfg Config) (*Storage, error) {
+// sweepAge is how old a temporary file must be for New to remove it: older
+// than any write in progress, so that New never pulls a file from under a
+// writer in another process.
+const sweepAge = 15 * time.Minute
+
+// New opens the storage in cfg.Dir, creating the directory if needed, and
+// removes the temporary files that writers killed mid-write left there
+// (those older than 15 minutes). ctx bounds that sweep.
+func New(ctx context.Context, cfg Config) (*Storage, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("file storage: Config.Dir is empty: set it to the directory that holds the certificates")
 	}
@@ -121,6 +148,7 @@ func New(cfg Config) (*Storage, error) {
 		lockDir: filepath.Join(dir, lockDirName),
 		ttl:     cmpOr(cfg.LockTTL, DefaultLockTTL),
 		poll:    cmpOr(cfg.PollInterval, DefaultPollInterval),
+		rescan:  cfg.Rescan,
 		log:     cfg.Logger,
 		held:    map[string]*heldLock{},
 		done:    make(chan struct{}),
@@ -128,7 +156,47 @@ func New(cfg Config) (*Storage, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if err := s.sweep(ctx, time.Now().Add(-sweepAge)); err != nil {
+		return nil, fmt.Errorf("file storage: removing temporary files left by crashed writers in %s: %w", dir, err)
+	}
 	return s, nil
+}
+
+// sweep removes the storage's temporary files (values and lock generations
+// being written) last modified before cutoff: a writer that crashed between
+// creating one and renaming or linking it into place leaves it behind. Only
+// ctx ending or the directory becoming unreadable fails the sweep; a file
+// that cannot be removed is logged.
+func (s *Storage) sweep(ctx context.Context, cutoff time.Time) error {
+	removed := 0
+	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			if path == s.dir {
+				return err
+			}
+			return nil // removed meanwhile, or unreadable: not ours to judge
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := os.Remove(path); err != nil && !notExist(err) {
+			s.log.Warn("could not remove a temporary file left by a crashed writer", "path", path, "error", err)
+			return nil
+		}
+		removed++
+		return nil
+	})
+	if removed > 0 {
+		s.log.Info("removed temporary files left by crashed writers", "dir", s.dir, "files", removed)
+	}
+	return err
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -147,7 +215,7 @@ func (s *Storage) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.done)
+	close(s.done) // stops the feed, which closes the Watch channels
 	held := s.held
 	s.held = map[string]*heldLock{}
 	s.mu.Unlock()
@@ -171,8 +239,9 @@ func init() {
 	storage.Register("file", openURL)
 }
 
-// openURL opens file:///path?lock_ttl=…&poll_interval=… for storage.Open.
-func openURL(_ context.Context, u *url.URL) (storage.Storage, error) {
+// openURL opens file:///path?lock_ttl=…&poll_interval=…&rescan=… for
+// storage.Open.
+func openURL(ctx context.Context, u *url.URL) (storage.Storage, error) {
 	if u.Host != "" && u.Host != "localhost" {
 		return nil, fmt.Errorf("file URL names host %q: use file:///absolute/path or a plain path", u.Host)
 	}
@@ -183,12 +252,19 @@ func openURL(_ context.Context, u *url.URL) (storage.Storage, error) {
 	for k, vs := range u.Query() {
 		var dst *time.Duration
 		switch k {
+		case "rescan":
+			b, err := strconv.ParseBool(vs[len(vs)-1])
+			if err != nil {
+				return nil, fmt.Errorf("file URL parameter rescan=%q: want true or false", vs[len(vs)-1])
+			}
+			cfg.Rescan = b
+			continue
 		case "lock_ttl":
 			dst = &cfg.LockTTL
 		case "poll_interval":
 			dst = &cfg.PollInterval
 		default:
-			return nil, fmt.Errorf("file URL parameter %q is unknown: known parameters are lock_ttl and poll_interval", k)
+			return nil, fmt.Errorf("file URL parameter %q is unknown: known parameters are lock_ttl, poll_interval and rescan", k)
 		}
 		d, err := time.ParseDuration(vs[len(vs)-1])
 		if err != nil || d <= 0 {
@@ -196,5 +272,5 @@ func openURL(_ context.Context, u *url.URL) (storage.Storage, error) {
 		}
 		*dst = d
 	}
-	return New(cfg)
+	return New(ctx, cfg)
 }

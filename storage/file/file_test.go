@@ -1,6 +1,7 @@
 package file_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ const testTTL = 2 * time.Second
 // newTestStorage opens the file storage of a storagetest namespace.
 func newTestStorage(t testing.TB, namespace string) certmagic.Storage {
 	t.Helper()
-	s, err := file.New(file.Config{
+	s, err := file.New(context.Background(), file.Config{
 		Dir:          storagetest.SharedDir(t, namespace),
 		LockTTL:      testTTL,
 		PollInterval: 50 * time.Millisecond,
@@ -50,7 +51,7 @@ func outageStorage(t testing.TB, namespace string) (certmagic.Storage, func(), f
 		}
 	}
 	point(real)
-	s, err := file.New(file.Config{Dir: link, LockTTL: testTTL, PollInterval: 50 * time.Millisecond})
+	s, err := file.New(context.Background(), file.Config{Dir: link, LockTTL: testTTL, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

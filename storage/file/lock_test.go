@@ -13,7 +13,7 @@ import (
 
 func newTest(t testing.TB, dir string, ttl time.Duration) *Storage {
 	t.Helper()
-	s, err := New(Config{Dir: dir, LockTTL: ttl})
+	s, err := New(context.Background(), Config{Dir: dir, LockTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestRenewLockLeaseNeverShortens(t *testing.T) {
 func TestCloseReleasesLocksAndEndsWatches(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	a, err := New(Config{Dir: dir, LockTTL: time.Hour, PollInterval: time.Hour})
+	a, err := New(context.Background(), Config{Dir: dir, LockTTL: time.Hour, PollInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,16 +34,40 @@ const (
 // Config configures a Storage. Addr is required; every other zero field means
 // its documented default.
 type Config struct {
-	// Addr is the Redis server: "host:port", or a URL
-	// redis://[user[:password]@]host[:port][/db][?prefix=P&lock_ttl=D&timeout=D]
-	// (rediss:// for TLS). Settings given in both the URL and a field below
-	// must agree.
+	// Addr is where Redis is:
+	//   - one server: "host:port", or a URL
+	//     redis://[user[:password]@]host[:port][/db][?prefix=P&lock_ttl=D&timeout=D]
+	//     (rediss:// for TLS);
+	//   - Redis Sentinel: the sentinels, "host:port,host:port" with
+	//     MasterName set, or a URL
+	//     redis+sentinel://[user[:password]@]host[:port],host[:port]/mastername[/db][?…]
+	//     (default port 26379; rediss+sentinel:// for TLS);
+	//   - Redis Cluster: some of its nodes, "host:port,host:port" with
+	//     Cluster set, or a URL
+	//     redis+cluster://[user[:password]@]host[:port],host[:port][?…]
+	//     (rediss+cluster:// for TLS).
+	// The URL's user and password are those of the Redis servers (not the
+	// sentinels: see SentinelPassword). Settings given in both the URL and a
+	// field below must agree.
 	Addr string
+
+	// MasterName, when set, makes Addr a list of Redis Sentinels, which are
+	// asked where the primary called MasterName is; the Storage follows
+	// failovers.
+	MasterName string
+
+	// Cluster makes Addr a list of Redis Cluster nodes (any of them; the
+	// client discovers the rest).
+	Cluster bool
 
 	// Username and Password authenticate to Redis (ACL user or requirepass).
 	// The password never appears in errors, logs or String output.
 	Username string
 	Password string
+
+	// SentinelPassword authenticates to the sentinels (their requirepass),
+	// when they need one. Never printed either.
+	SentinelPassword string
 
 	// Prefix namespaces every Redis key and pub/sub channel of this storage:
 	// clients with the same Prefix share data and locks, clients with
@@ -56,6 +80,15 @@ type Config struct {
 	// At least MinLockTTL. Default DefaultLockTTL.
 	LockTTL time.Duration
 
+	// MinReplicas is how many replicas must have a write before it is
+	// acknowledged (Redis WAIT after each write). Redis replicates
+	// asynchronously: a failover promotes a replica that may lack the last
+	// writes, and a lock acquired or extended in them. With Sentinel, set
+	// MinReplicas to 1 or more so that a failover loses no acknowledged write
+	// and no lock is held twice; writes then fail while fewer replicas are
+	// connected. Not supported with Cluster. Default 0: no waiting.
+	MinReplicas int
+
 	// Timeout bounds each network round trip (dial, read, write) to Redis.
 	// Default DefaultTimeout.
 	Timeout time.Duration
@@ -65,9 +98,18 @@ type Config struct {
 	TLSConfig *tls.Config
 
 	// Logger receives keepalive failures, lost locks and subscription
-	// resyncs. Default: discard.
+	// resyncs, and, at debug level, what go-redis itself reports (see New).
+	// Default: discard.
 	Logger *slog.Logger
 }
+
+// Deployment modes, from Config.MasterName and Config.Cluster or the URL
+// scheme.
+const (
+	modeSingle   = "single"
+	modeSentinel = "sentinel"
+	modeCluster  = "cluster"
+)
 
 // String describes c without its password.
 func (c Config) String() string {
@@ -75,8 +117,11 @@ func (c Config) String() string {
 	if c.Password != "" {
 		pw = " Password:REDACTED"
 	}
-	return fmt.Sprintf("redis.Config{Addr:%s Username:%q%s Prefix:%q LockTTL:%s Timeout:%s TLS:%t}",
-		redactAddr(c.Addr), c.Username, pw, c.Prefix, c.LockTTL, c.Timeout, c.TLSConfig != nil)
+	if c.SentinelPassword != "" {
+		pw += " SentinelPassword:REDACTED"
+	}
+	return fmt.Sprintf("redis.Config{Addr:%s MasterName:%q Cluster:%t Username:%q%s Prefix:%q LockTTL:%s Timeout:%s TLS:%t}",
+		redactAddr(c.Addr), c.MasterName, c.Cluster, c.Username, pw, c.Prefix, c.LockTTL, c.Timeout, c.TLSConfig != nil)
 }
 
 // GoString is String, so that %#v does not print the password either.
@@ -96,28 +141,46 @@ func redactAddr(addr string) string {
 
 // settings is a validated Config with defaults applied.
 type settings struct {
-	addr     string // host:port
-	db       int
-	username string
-	password string
-	prefix   string
-	lockTTL  time.Duration
-	timeout  time.Duration
-	tls      *tls.Config
-	logger   *slog.Logger
+	mode             string   // modeSingle, modeSentinel or modeCluster
+	addrs            []string // host:port of the server, the sentinels or the cluster nodes
+	master           string   // modeSentinel: the primary's name
+	db               int
+	username         string
+	password         string
+	sentinelPassword string
+	prefix           string
+	lockTTL          time.Duration
+	timeout          time.Duration
+	minReplicas      int
+	tls              *tls.Config
+	logger           *slog.Logger
 }
 
 // validate checks c and applies defaults. Errors name the field and the fix,
 // and never contain the password.
 func (c Config) validate() (settings, error) {
 	s := settings{
-		username: c.Username,
-		password: c.Password,
-		prefix:   c.Prefix,
-		lockTTL:  c.LockTTL,
-		timeout:  c.Timeout,
-		tls:      c.TLSConfig,
-		logger:   c.Logger,
+		master:           c.MasterName,
+		username:         c.Username,
+		password:         c.Password,
+		sentinelPassword: c.SentinelPassword,
+		prefix:           c.Prefix,
+		lockTTL:          c.LockTTL,
+		timeout:          c.Timeout,
+		minReplicas:      c.MinReplicas,
+		tls:              c.TLSConfig,
+		logger:           c.Logger,
+	}
+	if c.MasterName != "" && c.Cluster {
+		return s, errors.New("redis: Config.MasterName and Config.Cluster are both set: Sentinel and Cluster are different deployments, set one")
+	}
+	switch {
+	case c.MasterName != "":
+		s.mode = modeSentinel
+	case c.Cluster:
+		s.mode = modeCluster
+	default:
+		s.mode = modeSingle
 	}
 	addr := strings.TrimSpace(c.Addr)
 	if addr == "" {
@@ -128,11 +191,23 @@ func (c Config) validate() (settings, error) {
 			return s, err
 		}
 	} else {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil || host == "" || port == "" {
-			return s, fmt.Errorf("redis: Config.Addr %q is not host:port or a redis:// URL", addr)
+		addrs, err := splitAddrs(addr, "")
+		if err != nil {
+			return s, fmt.Errorf("redis: Config.Addr %q: %w", addr, err)
 		}
-		s.addr = addr
+		s.addrs = addrs
+	}
+	if s.mode == modeSingle && len(s.addrs) > 1 {
+		return s, errors.New("redis: Config.Addr lists several servers: set MasterName (they are sentinels) or Cluster (they are cluster nodes), or use a redis+sentinel:// or redis+cluster:// URL")
+	}
+	switch {
+	case s.minReplicas < 0:
+		return s, fmt.Errorf("redis: MinReplicas %d is negative: use 0 (no waiting) or the number of replicas a write must reach", s.minReplicas)
+	case s.minReplicas > 0 && s.mode == modeCluster:
+		return s, errors.New("redis: MinReplicas is not supported with Redis Cluster: leave it 0")
+	}
+	if s.mode == modeCluster && s.db != 0 {
+		return s, fmt.Errorf("redis: database %d requested, but Redis Cluster has only database 0: remove it", s.db)
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -158,8 +233,21 @@ func (c Config) validate() (settings, error) {
 	return s, nil
 }
 
-// fromURL fills s from a redis:// or rediss:// URL. The URL is never quoted
-// in errors: it may hold a password.
+// URL schemes and the mode and TLS use each stands for.
+var schemes = map[string]struct {
+	mode string
+	tls  bool
+}{
+	"redis":           {modeSingle, false},
+	"rediss":          {modeSingle, true},
+	"redis+sentinel":  {modeSentinel, false},
+	"rediss+sentinel": {modeSentinel, true},
+	"redis+cluster":   {modeCluster, false},
+	"rediss+cluster":  {modeCluster, true},
+}
+
+// fromURL fills s from a redis URL (see Config.Addr). The URL is never
+// quoted in errors: it may hold a password.
 func (s *settings) fromURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -167,23 +255,32 @@ func (s *settings) fromURL(raw string) error {
 		// be part of the password: say only where to look.
 		return errors.New("redis: Config.Addr is not a valid URL: check its syntax and %-escapes (not shown: it may contain a password)")
 	}
-	switch u.Scheme {
-	case "redis":
-	case "rediss":
-		if s.tls == nil {
-			s.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	sch, ok := schemes[u.Scheme]
+	if !ok {
+		return fmt.Errorf("redis: Config.Addr has scheme %q: use redis:// or rediss:// (one server), redis+sentinel:// or redis+cluster://", u.Scheme)
+	}
+	switch {
+	case s.mode == modeSingle:
+		s.mode = sch.mode
+	case s.mode != sch.mode:
+		return fmt.Errorf("redis: Config.Addr is a %s:// URL, but Config.MasterName or Config.Cluster asks for %s: set only one", u.Scheme, s.mode)
+	}
+	defPort := "6379"
+	if s.mode == modeSentinel {
+		defPort = "26379"
+	}
+	if u.Host == "" {
+		return fmt.Errorf("redis: Config.Addr URL %s has no host: use %s://host:port", u.Redacted(), u.Scheme)
+	}
+	if s.addrs, err = splitAddrs(u.Host, defPort); err != nil {
+		return fmt.Errorf("redis: Config.Addr URL %s: %w", u.Redacted(), err)
+	}
+	if sch.tls && s.tls == nil {
+		s.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		if len(s.addrs) == 1 {
+			s.tls.ServerName = u.Hostname()
 		}
-	default:
-		return fmt.Errorf("redis: Config.Addr has scheme %q: use redis:// or rediss://", u.Scheme)
 	}
-	host, port := u.Hostname(), u.Port()
-	if host == "" {
-		return fmt.Errorf("redis: Config.Addr URL %s has no host: use redis://host:port", u.Redacted())
-	}
-	if port == "" {
-		port = "6379"
-	}
-	s.addr = net.JoinHostPort(host, port)
 
 	if u.User != nil {
 		if err := agree("username", &s.username, u.User.Username(), true); err != nil {
@@ -195,12 +292,8 @@ func (s *settings) fromURL(raw string) error {
 			}
 		}
 	}
-	if p := strings.Trim(u.Path, "/"); p != "" {
-		db, err := strconv.Atoi(p)
-		if err != nil || db < 0 {
-			return fmt.Errorf("redis: Config.Addr URL path %q is not a database number: use /0, /1, …", u.Path)
-		}
-		s.db = db
+	if err := s.fromPath(u.Path); err != nil {
+		return err
 	}
 	q := u.Query()
 	for name, vals := range q {
@@ -210,6 +303,15 @@ func (s *settings) fromURL(raw string) error {
 			if err := agree("prefix", &s.prefix, v, true); err != nil {
 				return err
 			}
+		case "min_replicas":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("redis: URL parameter min_replicas=%q is not a number of replicas like 1", v)
+			}
+			if s.minReplicas != 0 && s.minReplicas != n {
+				return fmt.Errorf("redis: URL parameter min_replicas=%d disagrees with the Config field (%d): set only one", n, s.minReplicas)
+			}
+			s.minReplicas = n
 		case "lock_ttl", "timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -224,10 +326,59 @@ func (s *settings) fromURL(raw string) error {
 			}
 			*field = d
 		default:
-			return fmt.Errorf("redis: unknown URL parameter %q: known ones are prefix, lock_ttl and timeout", name)
+			return fmt.Errorf("redis: unknown URL parameter %q: known ones are prefix, lock_ttl, timeout and min_replicas", name)
 		}
 	}
 	return nil
+}
+
+// fromPath reads the URL path: /db for one server or a cluster (which has
+// only database 0), /mastername[/db] for Sentinel.
+func (s *settings) fromPath(path string) error {
+	p := strings.Trim(path, "/")
+	if s.mode == modeSentinel {
+		name, db, _ := strings.Cut(p, "/")
+		if name == "" {
+			return errors.New("redis: redis+sentinel:// URL names no primary: use redis+sentinel://host:26379/mastername")
+		}
+		if err := agree("master name", &s.master, name, true); err != nil {
+			return err
+		}
+		p = db
+	}
+	if p == "" {
+		return nil
+	}
+	db, err := strconv.Atoi(p)
+	if err != nil || db < 0 {
+		return fmt.Errorf("redis: Config.Addr URL path %q is not a database number: use /0, /1, …", path)
+	}
+	s.db = db
+	return nil
+}
+
+// splitAddrs splits a comma-separated list of host:port, adding defPort to
+// hosts without one (none may lack it when defPort is empty).
+func splitAddrs(list, defPort string) ([]string, error) {
+	var addrs []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil && defPort != "" {
+			host, port, err = a, defPort, nil
+			if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") {
+				host = a[1 : len(a)-1]
+			}
+		}
+		if err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("%q is not host:port", a)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, fmt.Errorf("%q has an invalid port", a)
+		}
+		addrs = append(addrs, net.JoinHostPort(host, port))
+	}
+	return addrs, nil
 }
 
 // agree sets *field to v when *field is empty, and fails when both are set

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestConfigFromURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.addr != "cache.internal:6379" || set.db != 3 || set.username != "user" || set.password != sentinel ||
+	if len(set.addrs) != 1 || set.addrs[0] != "cache.internal:6379" || set.db != 3 || set.username != "user" || set.password != sentinel ||
 		set.prefix != "prod" || set.lockTTL != 20*time.Second || set.timeout != 2*time.Second || set.tls == nil {
 		t.Fatalf("settings = %+v", set)
 	}
@@ -103,7 +104,7 @@ func TestWrongPasswordErrorHidesIt(t *testing.T) {
 
 func TestStorageStringHidesPassword(t *testing.T) {
 	s := newTestStorage(t)
-	if out := fmt.Sprintf("%v %+v %s", s, s, s.String()); !strings.Contains(out, s.p) {
+	if out := fmt.Sprintf("%v %+v %s", s, s, s.String()); !strings.Contains(out, s.prefix) {
 		t.Fatalf("String does not name the prefix: %s", out)
 	}
 }
@@ -124,8 +125,8 @@ func TestOpenRegistersSchemes(t *testing.T) {
 		t.Fatalf("storage.Open returned %T, want *Storage", s)
 	}
 	t.Cleanup(func() { _ = rs.Close() })
-	if rs.p != prefix || rs.lockTTL != 3*time.Second {
-		t.Fatalf("opened storage has prefix %q and LockTTL %s", rs.p, rs.lockTTL)
+	if rs.prefix != prefix || rs.lockTTL != 3*time.Second {
+		t.Fatalf("opened storage has prefix %q and LockTTL %s", rs.prefix, rs.lockTTL)
 	}
 	if err := s.Store(testCtx(t), "k", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -161,5 +162,73 @@ func TestOpenReadsPasswordFromEnvFile(t *testing.T) {
 	_, err = openEnv(testCtx(t), u, secretenv.Map(map[string]string{EnvPassword: "a", EnvPassword + "_FILE": file}))
 	if err == nil || !strings.Contains(err.Error(), EnvPassword) {
 		t.Fatalf("both variable and file set: %v", err)
+	}
+}
+
+func TestConfigSentinelAndClusterURLs(t *testing.T) {
+	cases := []struct {
+		cfg    Config
+		mode   string
+		addrs  []string
+		master string
+		db     int
+	}{
+		{Config{Addr: "redis+sentinel://:" + sentinel + "@s1,s2:26380/certs/2"}, modeSentinel, []string{"s1:26379", "s2:26380"}, "certs", 2},
+		{Config{Addr: "rediss+sentinel://s1/certs"}, modeSentinel, []string{"s1:26379"}, "certs", 0},
+		{Config{Addr: "redis+cluster://c1:7000,c2:7001?prefix=p"}, modeCluster, []string{"c1:7000", "c2:7001"}, "", 0},
+		{Config{Addr: "c1:7000, c2:7001", Cluster: true}, modeCluster, []string{"c1:7000", "c2:7001"}, "", 0},
+		{Config{Addr: "s1:26379,s2:26379", MasterName: "certs"}, modeSentinel, []string{"s1:26379", "s2:26379"}, "certs", 0},
+		{Config{Addr: "redis+sentinel://s1/certs", MasterName: "certs"}, modeSentinel, []string{"s1:26379"}, "certs", 0},
+	}
+	for _, c := range cases {
+		set, err := c.cfg.validate()
+		if err != nil {
+			t.Errorf("%v: %v", c.cfg, err)
+			continue
+		}
+		if set.mode != c.mode || !slices.Equal(set.addrs, c.addrs) || set.master != c.master || set.db != c.db {
+			t.Errorf("%v: mode %s, addrs %q, master %q, db %d; want %s, %q, %q, %d",
+				c.cfg, set.mode, set.addrs, set.master, set.db, c.mode, c.addrs, c.master, c.db)
+		}
+	}
+	if set, _ := (Config{Addr: "rediss+cluster://c1,c2"}).validate(); set.tls == nil || set.tls.ServerName != "" {
+		t.Errorf("rediss+cluster:// with two hosts: TLS %v, want TLS without a fixed server name", set.tls)
+	}
+}
+
+func TestConfigRejectsBadDeploymentsNamingTheFix(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"sentinel without master", Config{Addr: "redis+sentinel://s1:26379"}, "mastername"},
+		{"both modes", Config{Addr: "h:1", MasterName: "m", Cluster: true}, "set one"},
+		{"several hosts, no mode", Config{Addr: "h:1,h:2"}, "set MasterName"},
+		{"several hosts in redis://", Config{Addr: "redis://h:1,h:2"}, "set MasterName"},
+		{"cluster db", Config{Addr: "redis+cluster://h:1/3"}, "only database 0"},
+		{"cluster min replicas", Config{Addr: "redis+cluster://h:1?min_replicas=1"}, "not supported with Redis Cluster"},
+		{"negative min replicas", Config{Addr: "h:1", MinReplicas: -1}, "MinReplicas"},
+		{"url mode disagrees", Config{Addr: "redis+cluster://h:1", MasterName: "m"}, "set only one"},
+		{"master disagrees", Config{Addr: "redis+sentinel://h/a", MasterName: "b"}, "master name"},
+		{"bad port", Config{Addr: "redis+cluster://h:1,h:x"}, "not a valid URL"},
+		{"unknown scheme", Config{Addr: "redis+ring://h"}, "redis+sentinel://"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.cfg.validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("validate(%v) = %v, want an error mentioning %q", c.cfg, err, c.want)
+			}
+		})
+	}
+}
+
+func TestSentinelPasswordNeverPrinted(t *testing.T) {
+	cfg := Config{Addr: "s1:26379", MasterName: "m", SentinelPassword: sentinel}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(format, cfg); strings.Contains(out, sentinel) {
+			t.Fatalf("%s of Config reveals the sentinel password: %s", format, out)
+		}
 	}
 }

@@ -86,7 +86,7 @@ func openTestStorage(t testing.TB, cfg Config) *Storage {
 // here: prefixes contain no glob characters, and this is test code.
 func prefixKeys(t testing.TB, prefix string) []string {
 	t.Helper()
-	keys, err := rawClient(t).Keys(testCtx(t), prefix+":*").Result()
+	keys, err := rawClient(t).Keys(testCtx(t), "{"+prefix+"}:*").Result()
 	if err != nil {
 		t.Fatalf("listing keys of %s: %v", prefix, err)
 	}
@@ -98,7 +98,7 @@ func deletePrefix(t testing.TB, prefix string) {
 	t.Helper()
 	ctx := testCtx(t)
 	c := rawClient(t)
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	iter := c.Scan(ctx, 0, "{"+prefix+"}:*", 1000).Iterator()
 	var keys []string
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())

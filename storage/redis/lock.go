@@ -95,7 +95,7 @@ func (s *Storage) acquire(ctx context.Context, name, token string) (ok bool, wai
 	var reply any
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		reply, err = acquireScript.Run(ctx, s.client, []string{key, s.fenceKey()},
+		reply, err = s.eval(ctx, acquireScript, []string{key, s.fenceKey()},
 			token, s.lockTTL.Milliseconds(), fenceTTL.Milliseconds()).Result()
 		return err
 	})
@@ -199,7 +199,7 @@ func (s *Storage) refresh(ctx context.Context, l *heldLock, d time.Duration) (bo
 	var n int64
 	err := retry(ctx, func(ctx context.Context) error {
 		var err error
-		n, err = refreshScript.Run(ctx, s.client, []string{l.key}, l.value, d.Milliseconds()).Int64()
+		n, err = s.eval(ctx, refreshScript, []string{l.key}, l.value, d.Milliseconds()).Int64()
 		return err
 	})
 	return n == 1, err
@@ -237,7 +237,7 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 	var released int64
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		released, err = releaseScript.Run(ctx, s.client, []string{l.key, s.releaseKey(tokenOf(l.value))},
+		released, err = s.eval(ctx, releaseScript, []string{l.key, s.releaseKey(tokenOf(l.value))},
 			l.value, releaseMarkerTTL.Milliseconds()).Int64()
 		return err
 	})
@@ -310,7 +310,7 @@ func (s *Storage) releaseStray(key, token string) {
 		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 		defer cancel()
 		err := retry(ctx, func(ctx context.Context) error {
-			return releaseStrayScript.Run(ctx, s.client, []string{key}, token+":").Err()
+			return s.eval(ctx, releaseStrayScript, []string{key}, token+":").Err()
 		})
 		if err != nil {
 			s.log.Warn("could not release a lock taken as Lock gave up; it expires by itself", "key", key, "error", err)

@@ -15,7 +15,7 @@ import (
 // peer returns a second client of s's storage (same prefix and settings).
 func peer(t *testing.T, s *Storage) *Storage {
 	t.Helper()
-	return openTestStorage(t, Config{Addr: testAddr(t), Prefix: s.p, LockTTL: s.lockTTL})
+	return openTestStorage(t, Config{Addr: testAddr(t), Prefix: s.prefix, LockTTL: s.lockTTL})
 }
 
 func TestLockExcludesOtherClients(t *testing.T) {

@@ -16,18 +16,24 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/certfleet/certfleet/internal/changefeed"
 	"github.com/certfleet/certfleet/storage"
 )
 
 // Storage is a certmagic.Storage kept in Redis, safe for concurrent use by
 // many goroutines and processes. Make one with New and Close it when done.
 type Storage struct {
-	client  *goredis.Client
-	p       string // Prefix, which every Redis key starts with, followed by ':'
-	addr    string
-	lockTTL time.Duration
-	timeout time.Duration
-	log     *slog.Logger
+	client   goredis.UniversalClient
+	prefix   string // Config.Prefix
+	p        string // "{" + prefix + "}", which every Redis key starts with, followed by ':'
+	pub      string // the command the scripts announce changes with: PUBLISH, or SPUBLISH in Cluster
+	mode     string
+	addr     string // for String: the server, or the first sentinel or node
+	lockTTL  time.Duration
+	timeout  time.Duration
+	replicas int // Config.MinReplicas
+	logKey   *logEntry
+	log      *slog.Logger
 
 	// ctx ends at Close; it owns keepalives, the subscription and stray releases.
 	ctx    context.Context
@@ -37,7 +43,7 @@ type Storage struct {
 	mu     sync.Mutex
 	closed bool
 	locks  map[string]*heldLock
-	watch  *hub
+	watch  *changefeed.Hub // started by the first Watch
 
 	watchMu sync.Mutex // serializes starting the subscription
 }
@@ -51,53 +57,126 @@ var (
 	_ storage.Watcher            = (*Storage)(nil)
 )
 
-// New connects to the Redis server cfg names, checks that it answers (within
-// ctx), and returns a Storage that owns its client.
+// New connects to the Redis deployment cfg names (one server, Sentinel or
+// Cluster), checks that it answers (within ctx), and returns a Storage that
+// owns its client.
+//
+// go-redis reports some failures through a logger of its own, shared by the
+// whole process, which prints to stderr. New replaces it (once, with
+// redis.SetLogger) with one that passes those reports at debug level to the
+// Logger of every open Storage, so that an outage prints nothing on stderr.
 func New(ctx context.Context, cfg Config) (*Storage, error) {
 	set, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:      set.addr,
-		Username:  set.username,
-		Password:  set.password,
-		DB:        set.db,
-		TLSConfig: set.tls,
-		// Retries happen in retry, which knows which operations may repeat.
+	logKey := goredisLog.add(cfg.Logger) // before the client logs anything
+	client := newClient(set)
+	err = retry(ctx, func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	if err != nil {
+		_ = client.Close()
+		goredisLog.remove(logKey)
+		return nil, fmt.Errorf("redis: connecting to %s: %w", describe(set), err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Storage{
+		client:   client,
+		prefix:   set.prefix,
+		p:        "{" + set.prefix + "}",
+		pub:      "PUBLISH",
+		mode:     set.mode,
+		addr:     describe(set),
+		lockTTL:  set.lockTTL,
+		timeout:  set.timeout,
+		replicas: set.minReplicas,
+		log:      set.logger.With("storage", "redis", "prefix", set.prefix),
+		ctx:      sctx,
+		cancel:   cancel,
+		locks:    make(map[string]*heldLock),
+		logKey:   logKey,
+	}
+	if set.mode == modeCluster {
+		s.pub = "SPUBLISH"
+	}
+	return s, nil
+}
+
+// newClient makes the go-redis client for set. go-redis' own retries are
+// off: retry repeats only what is safe to repeat (see retry.go).
+func newClient(set settings) goredis.UniversalClient {
+	switch set.mode {
+	case modeSentinel:
+		return goredis.NewFailoverClient(&goredis.FailoverOptions{
+			MasterName:            set.master,
+			SentinelAddrs:         set.addrs,
+			SentinelPassword:      set.sentinelPassword,
+			Username:              set.username,
+			Password:              set.password,
+			DB:                    set.db,
+			TLSConfig:             set.tls,
+			MaxRetries:            -1,
+			DialerRetries:         1,
+			DialTimeout:           set.timeout,
+			ReadTimeout:           set.timeout,
+			WriteTimeout:          set.timeout,
+			ContextTimeoutEnabled: true,
+			ClientName:            clientName,
+		})
+	case modeCluster:
+		return goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs:                 set.addrs,
+			Username:              set.username,
+			Password:              set.password,
+			TLSConfig:             set.tls,
+			MaxRetries:            -1,
+			DialerRetries:         1,
+			DialTimeout:           set.timeout,
+			ReadTimeout:           set.timeout,
+			WriteTimeout:          set.timeout,
+			ContextTimeoutEnabled: true,
+			ClientName:            clientName,
+			MaintNotificationsConfig: &maintnotifications.Config{
+				Mode: maintnotifications.ModeDisabled,
+			},
+		})
+	}
+	return goredis.NewClient(&goredis.Options{
+		Addr:                  set.addrs[0],
+		Username:              set.username,
+		Password:              set.password,
+		DB:                    set.db,
+		TLSConfig:             set.tls,
 		MaxRetries:            -1,
 		DialerRetries:         1,
 		DialTimeout:           set.timeout,
 		ReadTimeout:           set.timeout,
 		WriteTimeout:          set.timeout,
 		ContextTimeoutEnabled: true,
-		ClientName:            "certfleet",
+		ClientName:            clientName,
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},
 	})
-	err = retry(ctx, func(ctx context.Context) error { return client.Ping(ctx).Err() })
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("redis: connecting to %s: %w", set.addr, err)
+}
+
+// clientName is how the Storage's connections show in CLIENT LIST.
+const clientName = "certfleet"
+
+// describe names the deployment of set for errors and String, without
+// credentials.
+func describe(set settings) string {
+	switch set.mode {
+	case modeSentinel:
+		return fmt.Sprintf("primary %q of sentinels %s", set.master, strings.Join(set.addrs, ","))
+	case modeCluster:
+		return "cluster " + strings.Join(set.addrs, ",")
 	}
-	sctx, cancel := context.WithCancel(context.Background())
-	return &Storage{
-		client:  client,
-		p:       set.prefix,
-		addr:    set.addr,
-		lockTTL: set.lockTTL,
-		timeout: set.timeout,
-		log:     set.logger.With("storage", "redis", "prefix", set.prefix),
-		ctx:     sctx,
-		cancel:  cancel,
-		locks:   make(map[string]*heldLock),
-	}, nil
+	return set.addrs[0]
 }
 
 // String describes s (server and prefix) without credentials.
 func (s *Storage) String() string {
-	return fmt.Sprintf("redis storage %s prefix %q", s.addr, s.p)
+	return fmt.Sprintf("redis storage %s prefix %q", s.addr, s.prefix)
 }
 
 // Close stops lock keepalives and the change subscription, closes the
@@ -113,11 +192,12 @@ func (s *Storage) Close() error {
 	h := s.watch
 	s.mu.Unlock()
 
-	s.cancel()
-	if h != nil {
-		h.close()
-	}
+	s.cancel() // ends the subscription
 	s.wg.Wait()
+	if h != nil {
+		h.Close()
+	}
+	goredisLog.remove(s.logKey)
 	return s.client.Close()
 }
 
@@ -140,9 +220,52 @@ func fileKey(key string) (string, error) {
 	return k, err
 }
 
+// Every Redis key of a Storage starts with its prefix as a hash tag, "{P}",
+// so that in Redis Cluster all of them hash to one slot: every write touches
+// its key's value and the directory index of each ancestor up to the root,
+// so every script's keys must share a slot, and the only way to give them
+// one is to give one to the whole storage. Storages with other prefixes
+// land on other slots.
 func (s *Storage) valueKey(key string) string { return s.p + ":v:" + key }
 func (s *Storage) dirKey(dir string) string   { return s.p + ":d:" + dir }
 func (s *Storage) channel() string            { return s.p + ":changes" }
+
+// errNotReplicated is the error of a write that fewer than MinReplicas
+// replicas confirmed. It is retried: all writes are safe to repeat.
+var errNotReplicated = errors.New("redis: write not confirmed by Config.MinReplicas replicas in time")
+
+// eval runs a script that writes. With MinReplicas set, WAIT follows the
+// script on the same connection (a pipeline), and the write counts only
+// once that many replicas have it, so that a failover, which promotes a
+// replica, cannot lose it.
+func (s *Storage) eval(ctx context.Context, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+	if s.replicas == 0 {
+		return sc.Run(ctx, s.client, keys, args...)
+	}
+	for loaded := false; ; loaded = true {
+		pipe := s.client.Pipeline()
+		cmd := sc.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "WAIT", s.replicas, (s.timeout / 2).Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		switch {
+		case goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") && !loaded:
+			if err := sc.Load(ctx, s.client).Err(); err != nil {
+				cmd.SetErr(err)
+				return cmd
+			}
+			continue
+		case cmd.Err() != nil:
+		case wait.Err() != nil:
+			cmd.SetErr(fmt.Errorf("redis: waiting for replicas: %w", wait.Err()))
+		case must(wait.Int64()) < int64(s.replicas):
+			cmd.SetErr(errNotReplicated)
+		}
+		return cmd
+	}
+}
+
+// must returns n, dropping an error already checked.
+func must(n int64, _ error) int64 { return n }
 
 // notExist wraps fs.ErrNotExist for key. Only a redis.Nil reply leads here:
 // connection failures never look like a missing key.
@@ -161,7 +284,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	// caller may reuse it.
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
 	err = retry(ctx, func(ctx context.Context) error {
-		return storeScript.Run(ctx, s.client, nil, s.p, k, value, now).Err()
+		return s.eval(ctx, storeScript, []string{s.valueKey(k)}, s.p, k, value, now, s.pub).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("redis: store %q: %w", key, err)
@@ -205,7 +328,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("redis: delete %q: refusing to delete the whole storage: name a key or directory", key)
 	}
 	err = retry(ctx, func(ctx context.Context) error {
-		return deleteScript.Run(ctx, s.client, nil, s.p, k).Err()
+		return s.eval(ctx, deleteScript, []string{s.valueKey(k)}, s.p, k, s.pub).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("redis: delete %q: %w", key, err)
@@ -251,7 +374,7 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 	var keys []string
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		keys, err = listScript.Run(ctx, s.client, nil, s.p, k, rec).StringSlice()
+		keys, err = listScript.Run(ctx, s.client, []string{s.dirKey(k)}, s.p, k, rec).StringSlice()
 		return err
 	})
 	switch {
@@ -275,7 +398,7 @@ func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, erro
 	var reply []any
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		reply, err = statScript.Run(ctx, s.client, nil, s.p, k).Slice()
+		reply, err = statScript.Run(ctx, s.client, []string{s.valueKey(k)}, s.p, k).Slice()
 		return err
 	})
 	switch {

@@ -185,7 +185,7 @@ func TestDeleteLeavesNoIndexBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if left := prefixKeys(t, s.p); len(left) != 0 {
+	if left := prefixKeys(t, s.prefix); len(left) != 0 {
 		t.Fatalf("Redis keys left after deleting everything: %q", left)
 	}
 	if _, err := s.List(ctx, "", true); !errors.Is(err, fs.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -29,13 +30,16 @@ func retry(ctx context.Context, op func(ctx context.Context) error) error {
 
 // transient reports whether err is worth retrying: the connection failed or
 // timed out (storage.IsTransientIOError), or the server asked to be retried
-// (LOADING, TRYAGAIN, BUSY, a failover in progress). A closed client and
+// (LOADING, TRYAGAIN, BUSY, a failover in progress), or a write did not
+// reach MinReplicas replicas in time. A closed client and
 // redis.Nil are final.
 func transient(err error) bool {
 	switch {
 	case errors.Is(err, goredis.Nil), errors.Is(err, goredis.ErrClosed):
 		return false
 	case storage.IsTransientIOError(err),
+		errors.Is(err, errNotReplicated),
+		errors.Is(err, net.ErrClosed), // go-redis closed the connection under us (a failover)
 		errors.Is(err, goredis.ErrPoolTimeout),
 		goredis.IsLoadingError(err),
 		goredis.IsTryAgainError(err),

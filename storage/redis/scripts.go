@@ -2,15 +2,18 @@ package redis
 
 import goredis "github.com/redis/go-redis/v9"
 
-// Data model, for a storage with prefix P (P cannot contain ':'):
+// Data model, for a storage with prefix P (P cannot contain ':', '{' or '}'),
+// where T is the hash tag "{P}":
 //
-//	P:v:<key>    hash {v: value, m: modified, Unix nanoseconds}
-//	P:d:<dir>    set of the names of dir's children (files or directories);
-//	             the root directory is "P:d:"
-//	P:l:<name>   lock: "<token>:<fence>", with a PX expiry
-//	P:r:<token>  marker that the lock with this token was released (short expiry)
-//	P:fence      fencing counter, shared by every lock name (expires when unused)
-//	P:changes    pub/sub channel carrying the key of every stored or deleted value
+//	T:v:<key>    hash {v: value, m: modified, Unix nanoseconds}
+//	T:d:<dir>    set of the names of dir's children (files or directories);
+//	             the root directory is "T:d:"
+//	T:l:<name>   lock: "<token>:<fence>", with a PX expiry
+//	T:r:<token>  marker that the lock with this token was released (short expiry)
+//	T:fence      fencing counter, shared by every lock name (expires when unused)
+//	T:changes    pub/sub channel carrying the key of every stored or deleted
+//	             value; in Cluster a sharded channel (SPUBLISH), which lives on
+//	             the shard that holds the storage's slot
 //
 // Keys and names are used raw: Redis keys are binary-safe, and each Redis key
 // is a fixed prefix followed by exactly one certmagic key, so no two certmagic
@@ -19,13 +22,14 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // Invariant kept by every script: a name is in its parent's index exactly
 // when the child holds a value or has children of its own, and then so is
-// every ancestor. Scripts compute the keys they touch from P, so they need a
-// single Redis server (not Cluster).
+// every ancestor. Scripts compute the keys they touch from T (ARGV[1]); in
+// Cluster they all hash to the slot of T, like KEYS[1], which each script is
+// given so that the client sends it to the node serving that slot.
 
 // storeScript writes a value and indexes it in each ancestor directory, then
 // announces the key.
 //
-// ARGV: P, key, value, modified.
+// KEYS: the value key. ARGV: T, key, value, modified, publish command.
 var storeScript = goredis.NewScript(`
 local p, key = ARGV[1], ARGV[2]
 redis.call('HSET', p .. ':v:' .. key, 'v', ARGV[3], 'm', ARGV[4])
@@ -36,20 +40,20 @@ while true do
   if redis.call('SADD', p .. ':d:' .. dir, name) == 0 or dir == '' then break end
   path = dir
 end
-redis.call('PUBLISH', p .. ':changes', key)
+redis.call(ARGV[5], p .. ':changes', key)
 return 1
 `)
 
 // deleteScript deletes key's value and its whole subtree, then unindexes the
 // ancestors left empty. Each deleted value is announced.
 //
-// ARGV: P, key (never the root).
+// KEYS: the value key. ARGV: T, key (never the root), publish command.
 var deleteScript = goredis.NewScript(`
-local p, key = ARGV[1], ARGV[2]
+local p, key, pub = ARGV[1], ARGV[2], ARGV[3]
 local ch = p .. ':changes'
 local n = 0
 if redis.call('DEL', p .. ':v:' .. key) == 1 then
-  redis.call('PUBLISH', ch, key)
+  redis.call(pub, ch, key)
   n = n + 1
 end
 local queue, i = {key}, 1
@@ -60,7 +64,7 @@ while i <= #queue do
   for _, name in ipairs(redis.call('SMEMBERS', dk)) do
     local child = dir .. '/' .. name
     if redis.call('DEL', p .. ':v:' .. child) == 1 then
-      redis.call('PUBLISH', ch, child)
+      redis.call(pub, ch, child)
       n = n + 1
     end
     queue[#queue + 1] = child
@@ -82,7 +86,7 @@ return n
 // statScript returns {1, size, modified} for a value, {0} for a directory,
 // nil when key is neither.
 //
-// ARGV: P, key.
+// KEYS: the value key. ARGV: T, key.
 var statScript = goredis.NewScript(`
 local p, key = ARGV[1], ARGV[2]
 local vk = p .. ':v:' .. key
@@ -97,7 +101,7 @@ return false
 // dir is only a value, nil when it does not exist. One script, so the
 // listing is a consistent snapshot.
 //
-// ARGV: P, dir ("" for the root), recursive.
+// KEYS: the directory key. ARGV: T, dir ("" for the root), recursive.
 var listScript = goredis.NewScript(`
 local p, base, rec = ARGV[1], ARGV[2], ARGV[3] == '1'
 if redis.call('EXISTS', p .. ':d:' .. base) == 0 then

@@ -2,42 +2,22 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/certfleet/certfleet/internal/backoff"
+	"github.com/certfleet/certfleet/internal/changefeed"
 )
 
-// Change feed tuning.
-const (
-	// watchQueue is how many keys a slow watcher may fall behind before its
-	// backlog collapses into one "" (reload everything).
-	watchQueue = 1024
-	// watchHealthCheck is how often an idle subscription is pinged, so that
-	// a dead connection is noticed and replaced.
-	watchHealthCheck = 2 * time.Second
-)
+// watchHealthCheck is how often an idle subscription is pinged, so that a
+// dead connection is noticed and replaced.
+const watchHealthCheck = 2 * time.Second
 
-// hub owns the one pub/sub subscription of a Storage and fans its messages
-// out to every watcher.
-type hub struct {
-	ps   *goredis.PubSub
-	done chan struct{} // closed when the dispatcher has returned
-
-	mu       sync.Mutex
-	watchers map[*watcher]struct{}
-}
-
-// watcher is one Watch call: a bounded backlog and the goroutine that feeds
-// it to the caller's channel.
-type watcher struct {
-	out    chan string
-	wake   chan struct{} // capacity 1: backlog is not empty
-	mu     sync.Mutex
-	queue  []string
-	closed chan struct{} // closed by the hub at Close
-}
+// resubscribe paces new subscriptions after the server ended one.
+var resubscribe = backoff.Policy{Base: 50 * time.Millisecond, Max: 2 * time.Second}
 
 // Watch returns a channel that receives the key of every value stored or
 // deleted through any client with the same Prefix, until ctx ends or s is
@@ -45,40 +25,30 @@ type watcher struct {
 // been missed (the subscription reconnected, or the receiver fell more than
 // 1024 keys behind): reload everything of interest. When Watch returns, the
 // subscription is active: every later change is reported.
+//
+// One subscription serves every Watch of a Storage. In Cluster it is a
+// sharded one (SSUBSCRIBE, Redis 7): the storage's channel hashes to the
+// storage's slot, so the writes' SPUBLISH and the subscription meet on the
+// shard that holds the data, and no message crosses the cluster bus to
+// every node, as plain PUBLISH does in Cluster.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
 	h, err := s.hub(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{
-		out:    make(chan string),
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
+	ch, err := h.Subscribe(ctx)
+	if errors.Is(err, changefeed.ErrClosed) {
+		err = goredis.ErrClosed
 	}
-	h.mu.Lock()
-	if h.watchers == nil { // the hub has been closed
-		h.mu.Unlock()
-		return nil, fmt.Errorf("redis: watch: %w", goredis.ErrClosed)
+	if err != nil {
+		return nil, fmt.Errorf("redis: watch: %w", err)
 	}
-	h.watchers[w] = struct{}{}
-	// Added while the hub is open, hence before Close waits for s.wg.
-	s.wg.Add(1)
-	h.mu.Unlock()
-
-	go func() {
-		defer s.wg.Done()
-		defer close(w.out)
-		w.run(ctx)
-		h.mu.Lock()
-		delete(h.watchers, w)
-		h.mu.Unlock()
-	}()
-	return w.out, nil
+	return ch, nil
 }
 
-// hub returns the subscription, starting it on first use. Starting waits for
-// Redis to confirm the subscription, within ctx.
-func (s *Storage) hub(ctx context.Context) (*hub, error) {
+// hub returns the fan-out of the subscription, starting it on first use.
+// Starting waits for Redis to confirm the subscription, within ctx.
+func (s *Storage) hub(ctx context.Context) (*changefeed.Hub, error) {
 	// watchMu, not mu, is held across the network round trips, so that
 	// locks and Close are not held up by a slow subscription.
 	s.watchMu.Lock()
@@ -92,105 +62,105 @@ func (s *Storage) hub(ctx context.Context) (*hub, error) {
 	case h != nil:
 		return h, nil
 	}
-
-	ps := s.client.Subscribe(ctx, s.channel())
-	err := retry(ctx, func(ctx context.Context) error {
-		_, err := ps.Receive(ctx) // the confirmation
-		return err
-	})
+	ps, err := s.subscribe(ctx)
 	if err != nil {
-		_ = ps.Close()
 		return nil, fmt.Errorf("redis: watch: subscribing: %w", err)
 	}
-	h = &hub{ps: ps, done: make(chan struct{}), watchers: make(map[*watcher]struct{})}
-
+	h = &changefeed.Hub{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: watch: %w", goredis.ErrClosed)
 	}
-	msgs := ps.ChannelWithSubscriptions(
-		goredis.WithChannelSize(watchQueue),
-		goredis.WithChannelHealthCheckInterval(watchHealthCheck),
-	)
 	s.wg.Add(1)
-	go func() { // ends when Close closes ps, which closes msgs
+	go func() { // ends at Close, which cancels s.ctx
 		defer s.wg.Done()
-		defer close(h.done)
-		for m := range msgs {
-			switch m := m.(type) {
-			case *goredis.Message:
-				h.broadcast(m.Payload)
-			case *goredis.Subscription:
-				// Only a reconnect resubscribes: messages may have been lost.
-				s.log.Info("change feed reconnected; asking watchers to reload")
-				h.broadcast("")
-			}
-		}
+		s.follow(ps, h)
 	}()
 	s.watch = h
 	return h, nil
 }
 
-// broadcast queues key for every watcher.
-func (h *hub) broadcast(key string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for w := range h.watchers {
-		w.push(key)
-	}
-}
-
-// close ends the subscription and every watcher, and waits for the
-// dispatcher.
-func (h *hub) close() {
-	_ = h.ps.Close()
-	<-h.done
-	h.mu.Lock()
-	for w := range h.watchers {
-		close(w.closed)
-	}
-	h.watchers = nil
-	h.mu.Unlock()
-}
-
-// push queues key, collapsing an overflowing backlog into "".
-func (w *watcher) push(key string) {
-	w.mu.Lock()
-	if len(w.queue) >= watchQueue {
-		w.queue = append(w.queue[:0], "")
+// subscribe subscribes to the storage's channel and waits for Redis to
+// confirm it.
+func (s *Storage) subscribe(ctx context.Context) (*goredis.PubSub, error) {
+	var ps *goredis.PubSub
+	if s.mode == modeCluster {
+		ps = s.client.SSubscribe(ctx, s.channel())
 	} else {
-		w.queue = append(w.queue, key)
+		ps = s.client.Subscribe(ctx, s.channel())
 	}
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	err := retry(ctx, func(ctx context.Context) error {
+		_, err := ps.Receive(ctx) // the confirmation
+		return err
+	})
+	if err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
+// follow passes the messages of ps to h until s is closed. go-redis
+// reconnects a broken subscription by itself, and each reconnection is
+// passed on as "" (messages may have been lost meanwhile). A Cluster node
+// that stops serving the storage's slot ends the sharded subscription
+// (SUNSUBSCRIBE): follow then subscribes again, where the slot is now.
+func (s *Storage) follow(ps *goredis.PubSub, h *changefeed.Hub) {
+	for {
+		ended := s.relay(ps, h)
+		_ = ps.Close()
+		if !ended {
+			return // closed
+		}
+		s.log.Info("change feed ended by the server (slot moved?); subscribing again")
+		h.Publish("")
+		for n := 0; ; n++ {
+			if backoff.Sleep(s.ctx, resubscribe.Delay(n)) != nil {
+				return
+			}
+			var err error
+			ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+			ps, err = s.subscribe(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("change feed: subscribing again failed; retrying", "error", err)
+		}
+		h.Publish("")
 	}
 }
 
-// run delivers the backlog to w.out until ctx ends or the hub closes.
-func (w *watcher) run(ctx context.Context) {
+// relay passes the messages of ps to h until s is closed (false) or the
+// server ends the subscription (true).
+func (s *Storage) relay(ps *goredis.PubSub, h *changefeed.Hub) (ended bool) {
+	msgs := ps.ChannelWithSubscriptions(
+		goredis.WithChannelSize(changefeed.Backlog),
+		goredis.WithChannelHealthCheckInterval(watchHealthCheck),
+	)
 	for {
 		select {
-		case <-ctx.Done():
-			return
-		case <-w.closed:
-			return
-		case <-w.wake:
-		}
-		w.mu.Lock()
-		batch := w.queue
-		w.queue = nil
-		w.mu.Unlock()
-		for _, key := range batch {
-			select {
-			case w.out <- key:
-			case <-ctx.Done():
-				return
-			case <-w.closed:
-				return
+		case <-s.ctx.Done():
+			return false
+		case m, ok := <-msgs:
+			if !ok {
+				return false
+			}
+			switch m := m.(type) {
+			case *goredis.Message:
+				h.Publish(m.Payload)
+			case *goredis.Subscription:
+				if m.Kind == "sunsubscribe" || m.Kind == "unsubscribe" {
+					return true // never asked for: the server ended it
+				}
+				// Only a reconnect subscribes again: messages may have been lost.
+				s.log.Info("change feed reconnected; asking watchers to reload")
+				h.Publish("")
 			}
 		}
 	}

@@ -120,13 +120,3 @@ func TestWatchSendsResyncAfterReconnect(t *testing.T) {
 		}
 	})
 }
-
-func TestSlowWatcherGetsResyncInsteadOfUnboundedBacklog(t *testing.T) {
-	w := &watcher{out: make(chan string), wake: make(chan struct{}, 1), closed: make(chan struct{})}
-	for i := range watchQueue + 1 {
-		w.push(string(rune('a' + i%26)))
-	}
-	if len(w.queue) != 1 || w.queue[0] != "" {
-		t.Fatalf("backlog after overflow = %d keys starting %q, want just \"\"", len(w.queue), w.queue[:1])
-	}
-}

@@ -1,6 +1,7 @@
 package storagetest_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func ExampleRun() {
 				// The same namespace, in this process or a child the suite
 				// starts, must reach the same data.
 				dir := filepath.Join(storagetest.SharedDir(t, namespace), "data")
-				s, err := file.New(file.Config{Dir: dir, LockTTL: 2 * time.Second})
+				s, err := file.New(context.Background(), file.Config{Dir: dir, LockTTL: 2 * time.Second})
 				if err != nil {
 					t.Fatal(err)
 				}

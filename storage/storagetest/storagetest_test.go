@@ -28,7 +28,7 @@ const ttl = 2 * time.Second
 
 func fileStorage(t testing.TB, dir string) *file.Storage {
 	t.Helper()
-	s, err := file.New(file.Config{Dir: dir, LockTTL: ttl})
+	s, err := file.New(context.Background(), file.Config{Dir: dir, LockTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
