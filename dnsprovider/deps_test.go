@@ -16,6 +16,7 @@ func TestProviderPackagesDoNotLinkTheSolver(t *testing.T) {
 	}
 	for name, pkg := range map[string]string{
 		"dnsprovider": ".", "dnsprovider/cloudflare": "./cloudflare", "dnsprovider/route53": "./route53",
+		"dnsprovider/googleclouddns": "./googleclouddns", "dnsprovider/azure": "./azure",
 	} {
 		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 		if err != nil {

@@ -12,8 +12,10 @@ import (
 // builtins maps the names of certfleet's own providers to the package that
 // registers them, so that FromEnv can say which import is missing.
 var builtins = map[string]string{
-	"cloudflare": "github.com/certfleet/certfleet/dnsprovider/cloudflare",
-	"route53":    "github.com/certfleet/certfleet/dnsprovider/route53",
+	"azure":          "github.com/certfleet/certfleet/dnsprovider/azure",
+	"cloudflare":     "github.com/certfleet/certfleet/dnsprovider/cloudflare",
+	"googleclouddns": "github.com/certfleet/certfleet/dnsprovider/googleclouddns",
+	"route53":        "github.com/certfleet/certfleet/dnsprovider/route53",
 }
 
 var providers = registry.Registry[func(getenv func(string) string) (Provider, error)]{

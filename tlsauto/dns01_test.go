@@ -28,8 +28,10 @@ import (
 	"github.com/libdns/libdns"
 
 	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/azure"
 	"github.com/certfleet/certfleet/dnsprovider/cloudflare"
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
+	"github.com/certfleet/certfleet/dnsprovider/googleclouddns"
 	"github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
@@ -175,6 +177,29 @@ func TestIssuesApexAndWildcardThroughEachFakeProviderAPI(t *testing.T) {
 			f.SetPendingPolls(0)
 			isolateAWS(t, f.URL())
 			return f, route53Provider(t)
+		}},
+		{"googleclouddns", func(t *testing.T, w *testacme.World) (faultyAPI, dnsprovider.Provider) {
+			f := apifake.NewGoogleCloudDNS(w.Provider(), "certfleet-test")
+			p, err := googleclouddns.New(googleclouddns.Config{ServiceAccountJSON: f.ServiceAccountJSON(), HTTPClient: f.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, p
+		}},
+		{"azure", func(t *testing.T, w *testacme.World) (faultyAPI, dnsprovider.Provider) {
+			creds := apifake.AzureCredentials{
+				TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", ClientID: "0c5a4e0e-3a8b-4b1e-9d53-1f6a1b2c3d4e",
+				ClientSecret: "test~azure.secret_0123456789", SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "dns-rg",
+			}
+			f := apifake.NewAzure(w.Provider(), creds)
+			p, err := azure.New(azure.Config{
+				TenantID: creds.TenantID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
+				SubscriptionID: creds.SubscriptionID, ResourceGroup: creds.ResourceGroup, HTTPClient: f.Client(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, p
 		}},
 	}
 	for _, prov := range providers {

@@ -8,6 +8,8 @@
 package all
 
 import (
-	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare" // registers "cloudflare"
-	_ "github.com/certfleet/certfleet/dnsprovider/route53"    // registers "route53"
+	_ "github.com/certfleet/certfleet/dnsprovider/azure"          // registers "azure"
+	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare"     // registers "cloudflare"
+	_ "github.com/certfleet/certfleet/dnsprovider/googleclouddns" // registers "googleclouddns"
+	_ "github.com/certfleet/certfleet/dnsprovider/route53"        // registers "route53"
 )

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,35 +92,13 @@ func (f *Cloudflare) FailNext(n, status int) {
 // Transport returns an http.RoundTripper that sends requests for
 // api.cloudflare.com to the fake and refuses every other host.
 func (f *Cloudflare) Transport() http.RoundTripper {
-	target, _ := url.Parse(f.srv.URL)
-	return &redirect{host: CloudflareHost, target: target, next: f.srv.Client().Transport}
+	return f.redirect(CloudflareHost)
 }
 
 // Client returns an http.Client using Transport, for libdns/cloudflare's
 // HTTPClient field.
 func (f *Cloudflare) Client() *http.Client {
 	return &http.Client{Transport: f.Transport(), Timeout: time.Minute}
-}
-
-// redirect rewrites requests for one host to a test server.
-type redirect struct {
-	host   string
-	target *url.URL
-	next   http.RoundTripper
-}
-
-func (t *redirect) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !strings.EqualFold(req.URL.Hostname(), t.host) {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, fmt.Errorf("apifake: refusing to send a test request to %s (only %s goes to the fake)", req.URL.Host, t.host)
-	}
-	r := req.Clone(req.Context())
-	r.URL.Scheme = t.target.Scheme
-	r.URL.Host = t.target.Host
-	r.Host = t.target.Host
-	return t.next.RoundTrip(r)
 }
 
 func (f *Cloudflare) serve(mux http.Handler, w http.ResponseWriter, r *http.Request) {

@@ -2,9 +2,13 @@ package apifake
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,6 +186,35 @@ func hangUp(w http.ResponseWriter) {
 		}
 	}
 	http.Error(w, "connection closed", http.StatusBadGateway)
+}
+
+// redirect returns an http.RoundTripper that sends requests for the given
+// hosts (the real API's) to the fake and refuses every other host, so that
+// no test request leaves the machine.
+func (s *server) redirect(hosts ...string) http.RoundTripper {
+	target, _ := url.Parse(s.srv.URL)
+	return &redirect{hosts: hosts, target: target, next: s.srv.Client().Transport}
+}
+
+// redirect rewrites requests for some hosts to a test server.
+type redirect struct {
+	hosts  []string
+	target *url.URL
+	next   http.RoundTripper
+}
+
+func (t *redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !slices.ContainsFunc(t.hosts, func(h string) bool { return strings.EqualFold(req.URL.Hostname(), h) }) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("apifake: refusing to send a test request to %s (only %s go to the fake)", req.URL.Host, strings.Join(t.hosts, ", "))
+	}
+	r := req.Clone(req.Context())
+	r.URL.Scheme = t.target.Scheme
+	r.URL.Host = t.target.Host
+	r.Host = t.target.Host
+	return t.next.RoundTrip(r)
 }
 
 // backendCtx bounds backend calls made on behalf of a request.
