@@ -22,6 +22,7 @@ type entry struct {
 	fixed  bool // from Config.Domains: Unmanage refuses it
 	ctx    context.Context
 	cancel context.CancelFunc
+	keys   [2]string     // storage keys of its certificate and private key
 	wake   chan struct{} // a value asks the goroutine to try again now
 	done   chan struct{} // closed when the goroutine has returned
 
@@ -103,10 +104,12 @@ func (m *Manager) add(names []string, fixed bool) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
-		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{}),
+			keys: [2]string{certmagic.StorageKeys.SiteCert(issuer, name), certmagic.StorageKeys.SitePrivateKey(issuer, name)}}
 		m.names[name] = e
-		m.keys[certmagic.StorageKeys.SiteCert(issuer, name)] = name
-		m.keys[certmagic.StorageKeys.SitePrivateKey(issuer, name)] = name
+		for _, k := range e.keys {
+			m.keys[k] = name
+		}
 		m.wg.Go(func() { m.work(e) })
 	}
 }
@@ -116,15 +119,15 @@ func (m *Manager) add(names []string, fixed bool) {
 func (m *Manager) remove(ctx context.Context, names []string) error {
 	var gone []*entry
 	m.mu.Lock()
-	issuer := m.issuerKey()
 	for _, name := range names {
 		e, ok := m.names[name]
 		if !ok || e.fixed {
 			continue
 		}
 		delete(m.names, name)
-		delete(m.keys, certmagic.StorageKeys.SiteCert(issuer, name))
-		delete(m.keys, certmagic.StorageKeys.SitePrivateKey(issuer, name))
+		for _, k := range e.keys {
+			delete(m.keys, k)
+		}
 		e.cancel()
 		gone = append(gone, e)
 	}

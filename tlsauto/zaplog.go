@@ -15,10 +15,13 @@ func newZapLogger(l *slog.Logger) *zap.Logger {
 	return zap.New(&slogCore{h: l.Handler()})
 }
 
-// slogCore is a zapcore.Core writing to a slog.Handler.
+// slogCore is a zapcore.Core writing to a slog.Handler. Fields given to
+// With are converted only when an entry is written: certmagic's maintenance
+// derives a logger per certificate on every pass, and most of them never
+// log at the handler's level.
 type slogCore struct {
-	h     slog.Handler
-	attrs []slog.Attr
+	h      slog.Handler
+	fields []zapcore.Field
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool {
@@ -27,7 +30,7 @@ func (c *slogCore) Enabled(l zapcore.Level) bool {
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	cc := *c
-	cc.attrs = append(append([]slog.Attr(nil), c.attrs...), fieldAttrs(fields)...)
+	cc.fields = append(c.fields[:len(c.fields):len(c.fields)], fields...)
 	return &cc
 }
 
@@ -43,7 +46,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))
 	}
-	r.AddAttrs(c.attrs...)
+	r.AddAttrs(fieldAttrs(c.fields)...)
 	r.AddAttrs(fieldAttrs(fields)...)
 	return c.h.Handle(context.Background(), r)
 }
