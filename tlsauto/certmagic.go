@@ -18,7 +18,7 @@ import (
 
 // newSolver builds the DNS-01 solver of one Manager: certfleet's own, which
 // journals its records in store, the storage the fleet shares.
-func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, error) {
+func newSolver(c Config, s settings, store certmagic.Storage, onPropagated func(time.Duration)) (*dns01.Solver, error) {
 	timeout := s.propagationTTL
 	if timeout < 0 {
 		timeout = 0 // no check: the solver's default applies to nothing
@@ -32,6 +32,7 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 		PropagationDelay:   c.PropagationDelay,
 		PropagationTimeout: timeout,
 		OwnerLease:         c.SolverLease,
+		OnPropagated:       onPropagated,
 		SweepInterval:      c.SolverLease, // a dead member is noticed at the lease's granularity
 		Logger:             s.logger.With("component", "certfleet", "logger", "dns01"),
 	}
@@ -54,7 +55,7 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 // certmagic.DefaultACME.Resolver); and the lease asked of a
 // LockLeaseRenewer adds DefaultACME.CertObtainTimeout, which certfleet's
 // backends never let shorten a lease.
-func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config, error) {
+func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status string)) (*certmagic.Cache, *certmagic.Config, error) {
 	roots := c.CARoots
 	if roots == nil {
 		pool, err := x509.SystemCertPool()
@@ -63,7 +64,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 		}
 		roots = pool
 	}
-	zlog := newZapLogger(s.logger)
+	zlog := newZapLogger(s.logger, onACME)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
@@ -75,7 +76,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	template := certmagic.Config{
 		RenewalWindowRatio: s.renewalRatio,
 		OnEvent:            onEvent,
-		ShouldEmitFunc:     func(e string) bool { return e == "cert_obtained" || e == "cert_failed" },
+		ShouldEmitFunc:     func(e string) bool { return e == "cert_obtaining" || e == "cert_obtained" || e == "cert_failed" },
 		OnDemand:           nil, // certificates only for the configured names
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: s.keyType},
 		Storage:            store,

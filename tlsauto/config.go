@@ -143,6 +143,11 @@ type Config struct {
 	// fails its handshakes until a valid certificate arrives.
 	ServeExpired bool
 
+	// HealthyLifetimeLeft is the fraction of its lifetime a served
+	// certificate must have left for HealthHandler (and Status) to call
+	// its name healthy. Default: 0.1; in (0, 1).
+	HealthyLifetimeLeft float64
+
 	// ShareNames keeps the names added with Manage (and removed with
 	// Unmanage) in Storage, so that every member of the fleet sharing it
 	// serves the same names: a name managed at one member is served by all
@@ -195,20 +200,21 @@ func (b EAB) GoString() string { return b.String() }
 
 // settings is a validated Config with defaults applied.
 type settings struct {
-	domains        []string
-	email          string
-	ca             string
-	resolvers      []string
-	keyType        certmagic.KeyType
-	checkInterval  time.Duration
-	syncInterval   time.Duration
-	renewalRatio   float64
-	propagationTTL time.Duration
-	propagation    dns01.Propagation
-	logger         *slog.Logger
-	shareNames     bool
-	serveExpired   bool
-	chainRoots     *x509.CertPool
+	domains         []string
+	email           string
+	ca              string
+	resolvers       []string
+	keyType         certmagic.KeyType
+	checkInterval   time.Duration
+	syncInterval    time.Duration
+	renewalRatio    float64
+	propagationTTL  time.Duration
+	propagation     dns01.Propagation
+	logger          *slog.Logger
+	shareNames      bool
+	serveExpired    bool
+	chainRoots      *x509.CertPool
+	minLifetimeLeft float64
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -283,6 +289,14 @@ func (c *Config) validate() (settings, error) {
 	}
 	if c.DNSPort < 0 || c.DNSPort > 65535 {
 		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
+	}
+	switch f := c.HealthyLifetimeLeft; {
+	case f == 0:
+		s.minLifetimeLeft = 0.1
+	case f < 0 || f >= 1:
+		return s, invalid("HealthyLifetimeLeft", "%v is outside (0, 1): use 0 for the default (0.1)", f)
+	default:
+		s.minLifetimeLeft = f
 	}
 	s.shareNames = c.ShareNames
 	s.serveExpired = c.ServeExpired

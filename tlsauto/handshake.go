@@ -157,14 +157,17 @@ var errNoServerName = errors.New("tlsauto: no server name in the TLS handshake")
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := hello.ServerName
 	if name == "" {
+		m.stats.noSNI.Add(1)
 		return nil, errNoServerName
 	}
 	if hasUpperOrDot(name) {
 		name = strings.TrimSuffix(strings.ToLower(name), ".")
 	}
 	if c := m.served.load().lookup(name); c != nil {
+		m.stats.served.Add(1)
 		return c, nil
 	}
+	m.stats.unknown.Add(1)
 	return nil, fmt.Errorf("tlsauto: no certificate for %q", name)
 }
 
@@ -190,6 +193,8 @@ func (m *Manager) reload(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	now := time.Now()
+	m.lastSync.Store(&now)
 	return m.publish(name, cert, "storage"), nil
 }
 

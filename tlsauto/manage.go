@@ -27,10 +27,16 @@ type entry struct {
 	done   chan struct{} // closed when the goroutine has returned
 
 	// mu-guarded
-	managed  bool  // the last attempt succeeded: certmagic renews it
-	gaveUp   bool  // the CA refused the name for good
-	lastErr  error // of the last failed attempt
-	attempts int
+	managed     bool  // the last attempt succeeded: certmagic renews it
+	gaveUp      bool  // the CA refused the name for good
+	lastErr     error // of the last failed attempt
+	attempts    int
+	failures    int // consecutive failed attempts (or renewals, once managed)
+	lastAttempt time.Time
+	nextRetry   time.Time
+	obtainedBy  string    // for Status: who obtained the served certificate
+	renewAt     time.Time // for Status: when the served certificate renews
+	renewReason string
 }
 
 // retryPolicy spaces the attempts for a name that cannot be had yet.
@@ -235,13 +241,16 @@ func (m *Manager) work(e *entry) {
 	}()
 	healedAt := 0
 	for attempt := 1; ; attempt++ {
+		m.mu.Lock()
+		e.lastAttempt = time.Now()
+		m.mu.Unlock()
 		err := m.attempt(e.ctx, e.name)
 		if e.ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			m.mu.Lock()
-			e.managed, e.lastErr, e.attempts = true, nil, attempt
+			e.managed, e.lastErr, e.attempts, e.failures, e.nextRetry = true, nil, attempt, 0, time.Time{}
 			m.notifyLocked()
 			m.mu.Unlock()
 			return
@@ -255,17 +264,22 @@ func (m *Manager) work(e *entry) {
 			}
 		}
 		final := permanent(err)
+		wait := retryPolicy.Delay(attempt)
+		if ra, ok := retryAfter(err, time.Now()); ok && ra > wait {
+			wait = min(ra, maxRetryAfter)
+		}
 		m.mu.Lock()
 		e.lastErr, e.attempts, e.gaveUp = err, attempt, final
+		e.failures++
+		e.nextRetry = time.Now().Add(wait)
+		if final {
+			e.nextRetry = time.Time{}
+		}
 		m.notifyLocked()
 		m.mu.Unlock()
 		if final {
 			m.log.Error("the CA refused the name for good; not retrying it", "name", e.name, "attempt", attempt, "error", err)
 			return
-		}
-		wait := retryPolicy.Delay(attempt)
-		if ra, ok := retryAfter(err, time.Now()); ok && ra > wait {
-			wait = min(ra, maxRetryAfter)
 		}
 		m.log.Warn("could not get a certificate; will retry", "name", e.name, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
@@ -347,6 +361,9 @@ func (m *Manager) publish(name string, cert *tls.Certificate, source string) boo
 		// before it: whichever forget ran first, this one undoes the set.
 		m.forget(name)
 		return false
+	}
+	if changed {
+		m.notePublished(name, cert, source)
 	}
 	return changed
 }

@@ -76,6 +76,12 @@ type Config struct {
 	// 100 ms; maximum 1 hour.
 	OwnerLease time.Duration
 
+	// OnPropagated, if set, is called each time a challenge record was
+	// found on every server the propagation check asks, with the time
+	// since the record was journaled (just before it was written); not
+	// called when the check is skipped. For metrics; it must not block.
+	OnPropagated func(time.Duration)
+
 	// SweepInterval is how often the Solver looks for records left by
 	// members that died; it also sweeps just after a lease it saw is due
 	// to lapse. Default: 1 minute; minimum 100 ms; maximum 1 hour.
@@ -481,7 +487,13 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	if p == nil {
 		return fmt.Errorf("dns01: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
 	}
-	return s.waitPropagated(ctx, p)
+	if err := s.waitPropagated(ctx, p); err != nil {
+		return err
+	}
+	if s.cfg.OnPropagated != nil && s.cfg.Propagation != PropagationSkip {
+		s.cfg.OnPropagated(time.Since(p.entry.Created))
+	}
+	return nil
 }
 
 // presentedFor returns the key and the record presented for chal; nil when
