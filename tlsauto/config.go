@@ -67,10 +67,13 @@ type Config struct {
 	Resolvers []string
 
 	// PropagationCheck says which servers must serve a challenge record
-	// before the CA is asked to validate it: dns01.PropagationAll
-	// (every authoritative nameserver of the zone, asked directly; the
-	// default), PropagationAny (one of them), PropagationResolvers (every
-	// server in Resolvers) or PropagationSkip (no check).
+	// before the CA is asked to validate it: dns01.PropagationAuto (the
+	// default: every authoritative nameserver of the zone, asked directly;
+	// where port 53 to them is blocked, which is known within seconds and
+	// logged once, the servers in Resolvers instead), PropagationAll (every
+	// authoritative nameserver; fails at once when they cannot be reached),
+	// PropagationAny (one of them), PropagationResolvers (every server in
+	// Resolvers) or PropagationSkip (no check).
 	PropagationCheck dns01.Propagation
 
 	// PropagationDelay is waited after a challenge record is written,

@@ -28,11 +28,12 @@ const (
 	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"
 	EnvCARoots            = "CERTFLEET_CA_ROOTS"            // path of a PEM file: Config.CARoots
 	EnvDNSProvider        = "CERTFLEET_DNS_PROVIDER"        // provider name, such as cloudflare or route53
+	EnvDNSRoutes          = "CERTFLEET_DNS_ROUTES"          // one provider per zone: example.com=cloudflare,example.org=route53:ORG_
 	EnvStorage            = "CERTFLEET_STORAGE"             // a directory or a storage URL (storage.Open)
 	EnvStorageKeys        = encrypt.EnvKeys                 // keys that encrypt storage at rest (storage/encrypt)
 	EnvResolvers          = "CERTFLEET_RESOLVERS"           // Config.Resolvers, comma-separated
 	EnvPropagationTimeout = "CERTFLEET_PROPAGATION_TIMEOUT" // Config.PropagationTimeout, such as 2m
-	EnvPropagationCheck   = "CERTFLEET_PROPAGATION_CHECK"   // Config.PropagationCheck: all, any, resolvers or skip
+	EnvPropagationCheck   = "CERTFLEET_PROPAGATION_CHECK"   // Config.PropagationCheck: auto, all, any, resolvers or skip
 	EnvPropagationDelay   = "CERTFLEET_PROPAGATION_DELAY"   // Config.PropagationDelay, such as 5s
 	EnvDNSPort            = "CERTFLEET_DNS_PORT"            // Config.DNSPort
 	EnvKeyType            = "CERTFLEET_KEY_TYPE"            // Config.KeyType
@@ -165,15 +166,25 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 	if kid, mac := get(EnvEABKeyID), get(EnvEABMACKey); kid != "" || mac != "" {
 		cfg.EAB = &EAB{KeyID: kid, MACKey: mac}
 	}
-	switch name := get(EnvDNSProvider); name {
-	case "":
-		errs = append(errs, fmt.Errorf("%s: not set: name the DNS provider that hosts your zones (cloudflare, route53)", EnvDNSProvider))
-	default:
+	// CERTFLEET_DNS_ROUTES names a provider per zone, CERTFLEET_DNS_PROVIDER
+	// one for all: one of them, not both.
+	switch name, routes := get(EnvDNSProvider), get(EnvDNSRoutes); {
+	case name != "" && routes != "":
+		errs = append(errs, fmt.Errorf("%s and %s are both set: set %s for one provider, or %s for one per zone", EnvDNSProvider, EnvDNSRoutes, EnvDNSProvider, EnvDNSRoutes))
+	case routes != "":
+		p, err := dnsprovider.RoutesFromEnv(routes, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvDNSRoutes, err))
+		}
+		cfg.DNS = p
+	case name != "":
 		p, err := dnsprovider.FromGetenv(name, env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%s: %w", EnvDNSProvider, name, err))
 		}
 		cfg.DNS = p
+	default:
+		errs = append(errs, fmt.Errorf("%s: not set: name the DNS provider that hosts your zones (cloudflare, route53), or set %s to one provider per zone", EnvDNSProvider, EnvDNSRoutes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
