@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
@@ -55,14 +57,16 @@ func newSolver(c Config, s settings, store certmagic.Storage, onPropagated func(
 // certmagic.DefaultACME.Resolver); and the lease asked of a
 // LockLeaseRenewer adds DefaultACME.CertObtainTimeout, which certfleet's
 // backends never let shorten a lease.
-func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status string)) (*certmagic.Cache, *certmagic.Config, error) {
-	roots := c.CARoots
-	if roots == nil {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			return nil, nil, fmt.Errorf("CARoots: not set, and the system roots cannot be read (%w): set CARoots", err)
+func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status string)) (*certmagic.Cache, *certmagic.Config, error) {
+	var systemRoots *x509.CertPool
+	for _, ca := range s.cas {
+		if ca.Roots == nil && systemRoots == nil {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				return nil, nil, fmt.Errorf("CARoots: not set, and the system roots cannot be read (%w): set CARoots", err)
+			}
+			systemRoots = pool
 		}
-		roots = pool
 	}
 	zlog := newZapLogger(s.logger, onACME)
 	var magic *certmagic.Config
@@ -90,16 +94,29 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	magic.DefaultServerName, magic.FallbackServerName = "", ""
 	magic.LocalCache = nil
 
+	// One issuer per CA, in order: certmagic tries the next when one fails
+	// an attempt, and the first again at the next attempt (a renewal goes
+	// back to a CA that recovered).
+	magic.Issuers = make([]certmagic.Issuer, 0, len(s.cas))
+	for _, ca := range s.cas {
+		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, zlog))
+	}
+	return cache, magic, nil
+}
+
+// newIssuer builds the ACME issuer of one CA, then overwrites what
+// NewACMEIssuer inherited from certmagic.DefaultACME.
+func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, zlog *zap.Logger) *certmagic.ACMEIssuer {
 	var eab *acme.EAB
-	if c.EAB != nil {
-		eab = &acme.EAB{KeyID: c.EAB.KeyID, MACKey: c.EAB.MACKey}
+	if ca.EAB != nil {
+		eab = &acme.EAB{KeyID: ca.EAB.KeyID, MACKey: ca.EAB.MACKey}
 	}
 	iss := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
-		CA:                      s.ca,
+		CA:                      ca.URL,
 		Email:                   s.email,
 		Agreed:                  true,
 		ExternalAccount:         eab,
-		Profile:                 c.Profile,
+		Profile:                 ca.Profile,
 		DisableHTTPChallenge:    true,
 		DisableTLSALPNChallenge: true,
 		DNS01Solver:             solver,
@@ -109,9 +126,8 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 		HTTPProxy:               http.ProxyFromEnvironment,
 		Logger:                  zlog.Named("acme"),
 	})
-	// Undo what NewACMEIssuer inherited from certmagic.DefaultACME.
 	iss.TestCA = ""
-	if c.StagingRetries && s.ca == LetsEncrypt {
+	if s.stagingRetries && ca.URL == LetsEncrypt {
 		iss.TestCA = LetsEncryptStaging
 	}
 	iss.Email, iss.Agreed, iss.ExternalAccount = s.email, true, eab
@@ -121,8 +137,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	iss.CertObtainTimeout = certObtainTimeout
 	iss.NewAccountFunc = nil
 	iss.PreferredChains = certmagic.ChainPreference{}
-	magic.Issuers = []certmagic.Issuer{iss}
-	return cache, magic, nil
+	return iss
 }
 
 // certObtainTimeout bounds the ACME client's polling of an order (the

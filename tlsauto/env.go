@@ -25,7 +25,7 @@ import (
 const (
 	EnvDomains            = "CERTFLEET_DOMAINS"             // names, comma-separated, when none are passed
 	EnvEmail              = "CERTFLEET_EMAIL"               // Config.Email
-	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"
+	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"; comma-separated for Config.CAs
 	EnvCARoots            = "CERTFLEET_CA_ROOTS"            // path of a PEM file: Config.CARoots
 	EnvDNSProvider        = "CERTFLEET_DNS_PROVIDER"        // provider name, such as cloudflare or route53
 	EnvDNSRoutes          = "CERTFLEET_DNS_ROUTES"          // one provider per zone: example.com=cloudflare,example.org=route53:ORG_
@@ -80,7 +80,7 @@ func newFromEnv(ctx context.Context, env func(string) string, domains []string) 
 // fieldEnv maps the Config fields read from the environment to their
 // variables, so that a setting refused by New is named as the user set it.
 var fieldEnv = map[string]string{
-	"Email": EnvEmail, "CA": EnvCA, "CARoots": EnvCARoots, "Resolvers": EnvResolvers,
+	"Email": EnvEmail, "CA": EnvCA, "CAs": EnvCA, "CARoots": EnvCARoots, "Resolvers": EnvResolvers,
 	"PropagationCheck": EnvPropagationCheck, "PropagationDelay": EnvPropagationDelay,
 	"PropagationTimeout": EnvPropagationTimeout, "DNSPort": EnvDNSPort, "KeyType": EnvKeyType,
 	"Profile": EnvProfile, "EAB": EnvEABKeyID + "/" + EnvEABMACKey, "RenewalCheckInterval": EnvRenewalCheck,
@@ -122,13 +122,9 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 		cfg.Domains = splitList(get(EnvDomains))
 	}
 	cfg.Email = get(EnvEmail)
-	switch ca := get(EnvCA); strings.ToLower(ca) {
-	case "letsencrypt":
-		cfg.CA = LetsEncrypt
-	case "letsencrypt-staging":
-		cfg.CA = LetsEncryptStaging
-	default:
-		cfg.CA = ca
+	cas := splitList(get(EnvCA))
+	if len(cas) == 1 {
+		cfg.CA = caURL(cas[0])
 	}
 	if path := get(EnvCARoots); path != "" {
 		pool, err := loadRoots(path)
@@ -165,6 +161,22 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 	cfg.Profile = get(EnvProfile)
 	if kid, mac := get(EnvEABKeyID), get(EnvEABMACKey); kid != "" || mac != "" {
 		cfg.EAB = &EAB{KeyID: kid, MACKey: mac}
+	}
+	if len(cas) > 1 {
+		// Several CAs, in order: the roots and profile apply to each; the
+		// EAB of the second and later CAs is in CERTFLEET_EAB_*_<n>.
+		for i, u := range cas {
+			ca := CA{URL: caURL(u), Roots: cfg.CARoots, Profile: cfg.Profile, EAB: cfg.EAB}
+			if i > 0 {
+				ca.EAB = nil
+				n := "_" + strconv.Itoa(i+1)
+				if kid, mac := get(EnvEABKeyID+n), get(EnvEABMACKey+n); kid != "" || mac != "" {
+					ca.EAB = &EAB{KeyID: kid, MACKey: mac}
+				}
+			}
+			cfg.CAs = append(cfg.CAs, ca)
+		}
+		cfg.CARoots, cfg.Profile, cfg.EAB = nil, "", nil
 	}
 	// CERTFLEET_DNS_ROUTES names a provider per zone, CERTFLEET_DNS_PROVIDER
 	// one for all: one of them, not both.
@@ -241,6 +253,17 @@ func startTimeout(env func(string) string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
 	}
 	return d, nil
+}
+
+// caURL reads one CA of CERTFLEET_CA: a URL, or a well-known name.
+func caURL(ca string) string {
+	switch strings.ToLower(ca) {
+	case "letsencrypt":
+		return LetsEncrypt
+	case "letsencrypt-staging":
+		return LetsEncryptStaging
+	}
+	return ca
 }
 
 func splitList(s string) []string {

@@ -22,7 +22,7 @@ type entry struct {
 	fixed  bool // from Config.Domains: Unmanage refuses it
 	ctx    context.Context
 	cancel context.CancelFunc
-	keys   [2]string     // storage keys of its certificate and private key
+	keys   []string      // storage keys of its certificates and private keys (one pair per CA)
 	wake   chan struct{} // a value asks the goroutine to try again now
 	done   chan struct{} // closed when the goroutine has returned
 
@@ -103,15 +103,17 @@ func (m *Manager) add(names []string, fixed bool) {
 	if m.ctx.Err() != nil {
 		return
 	}
-	issuer := m.issuerKey()
+	issuers := m.issuerKeys()
 	for _, name := range names {
 		if e, ok := m.names[name]; ok {
 			e.fixed = e.fixed || fixed
 			continue
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
-		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{}),
-			keys: [2]string{certmagic.StorageKeys.SiteCert(issuer, name), certmagic.StorageKeys.SitePrivateKey(issuer, name)}}
+		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		for _, issuer := range issuers {
+			e.keys = append(e.keys, certmagic.StorageKeys.SiteCert(issuer, name), certmagic.StorageKeys.SitePrivateKey(issuer, name))
+		}
 		m.names[name] = e
 		for _, k := range e.keys {
 			m.keys[k] = name
@@ -173,7 +175,15 @@ func (m *Manager) isFixed(name string) bool {
 	return ok && e.fixed
 }
 
-func (m *Manager) issuerKey() string { return m.magic.Issuers[0].IssuerKey() }
+// issuerKeys returns the issuer keys of the Manager's CAs, in order: where
+// each CA's certificates and accounts are stored.
+func (m *Manager) issuerKeys() []string {
+	keys := make([]string, len(m.magic.Issuers))
+	for i, iss := range m.magic.Issuers {
+		keys[i] = iss.IssuerKey()
+	}
+	return keys
+}
 
 // notifyLocked wakes every waiter on the entries' state. Called with m.mu.
 func (m *Manager) notifyLocked() {

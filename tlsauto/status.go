@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -245,13 +246,14 @@ func (m *Manager) noteObtainedBy(ctx context.Context, name string) {
 func (m *Manager) notePublished(name string, cert *tls.Certificate, source string) {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
+	issuer := m.issuerOf(ctx, name, cert)
 	if source == "storage" {
-		if info, err := m.storage.Stat(ctx, certmagic.StorageKeys.SiteCert(m.issuerKey(), name)); err == nil && !info.Modified.IsZero() {
+		if info, err := m.storage.Stat(ctx, certmagic.StorageKeys.SiteCert(issuer, name)); err == nil && !info.Modified.IsZero() {
 			m.stats.syncLag.observe(max(time.Since(info.Modified), 0))
 		}
 	}
 	m.noteObtainedBy(ctx, name)
-	renewAt, reason := m.renewalTime(ctx, name, cert.Leaf)
+	renewAt, reason := m.renewalTime(ctx, issuer, name, cert.Leaf)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.names[name]; ok {
@@ -262,8 +264,8 @@ func (m *Manager) notePublished(name string, cert *tls.Certificate, source strin
 // renewalTime is when certmagic renews leaf: at the time it chose in the
 // CA's ARI window, recorded in the certificate's metadata, or when
 // RenewalWindowRatio of its lifetime is left.
-func (m *Manager) renewalTime(ctx context.Context, name string, leaf *x509.Certificate) (time.Time, string) {
-	if v, err := m.storage.Load(ctx, certmagic.StorageKeys.SiteMeta(m.issuerKey(), name)); err == nil {
+func (m *Manager) renewalTime(ctx context.Context, issuer, name string, leaf *x509.Certificate) (time.Time, string) {
+	if v, err := m.storage.Load(ctx, certmagic.StorageKeys.SiteMeta(issuer, name)); err == nil {
 		var meta struct {
 			IssuerData struct {
 				RenewalInfo *struct {
@@ -277,4 +279,18 @@ func (m *Manager) renewalTime(ctx context.Context, name string, leaf *x509.Certi
 	}
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	return leaf.NotAfter.Add(-time.Duration(float64(life) * m.s.renewalRatio)), "lifetime ratio"
+}
+
+// issuerOf returns the issuer key of the CA whose stored certificate for
+// name is cert: the first CA's when there is only one, or none matches.
+func (m *Manager) issuerOf(ctx context.Context, name string, cert *tls.Certificate) string {
+	keys := m.issuerKeys()
+	if len(keys) > 1 {
+		for _, issuer := range keys {
+			if c, err := m.loadIssued(ctx, issuer, name); err == nil && bytes.Equal(c.Certificate[0], cert.Certificate[0]) {
+				return issuer
+			}
+		}
+	}
+	return keys[0]
 }

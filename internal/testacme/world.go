@@ -91,6 +91,7 @@ type World struct {
 	// orders), and guards the records.
 	wfeMu       sync.Mutex
 	orders      []Order
+	refuse      bool // new orders are refused (RefuseNewOrders)
 	authzIDs    map[string]struct{}
 	ariRequests []RenewalInfoRequest
 
