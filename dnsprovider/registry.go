@@ -14,6 +14,7 @@ import (
 var builtins = map[string]string{
 	"cloudflare": "github.com/certfleet/certfleet/dnsprovider/cloudflare",
 	"route53":    "github.com/certfleet/certfleet/dnsprovider/route53",
+	"rfc2136":    "github.com/certfleet/certfleet/dnsprovider/rfc2136",
 }
 
 var providers = registry.Registry[func(getenv func(string) string) (Provider, error)]{

@@ -9,5 +9,6 @@ package all
 
 import (
 	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare" // registers "cloudflare"
+	_ "github.com/certfleet/certfleet/dnsprovider/rfc2136"    // registers "rfc2136"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"    // registers "route53"
 )
