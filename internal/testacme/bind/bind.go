@@ -110,12 +110,7 @@ type Server struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if opts.Named == "" {
-		if _, err := Named(); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%v; CI is true, so this test must run: install bind9 first", err)
-			}
-			t.Skipf("skipping: %v", err)
-		}
+		Require(t)
 	}
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
@@ -130,6 +125,18 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 	})
 	return s
+}
+
+// Require skips the test when named is not installed, or fails it when the
+// environment variable CI is "true", where every test must run.
+func Require(t testing.TB) {
+	t.Helper()
+	if _, err := Named(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%v; CI is true, so this test must run: install bind9 first", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
 }
 
 // New starts named on a free loopback port (the same for UDP and TCP) and
