@@ -15,7 +15,7 @@ import (
 	"github.com/certfleet/certfleet/internal/testacme/bind"
 )
 
-func bindProvider(t *testing.T, ns *bind.Server, mutate func(*rfc2136.Config)) dnsprovider.Provider {
+func bindProvider(t testing.TB, ns *bind.Server, mutate func(*rfc2136.Config)) dnsprovider.Provider {
 	t.Helper()
 	cfg := rfc2136.Config{Nameserver: ns.Addr(), TSIGKey: ns.KeyName(), TSIGSecret: ns.Secret(), TSIGAlgorithm: ns.Algorithm(), Timeout: 5 * time.Second}
 	if mutate != nil {

@@ -256,7 +256,7 @@ func newProvider(cfg Config, names fieldNames) (*Provider, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	p := &Provider{cfg: cfg}
+	p := &Provider{cfg: cfg, slots: make(chan struct{}, maxInFlight)}
 	if keyName != "" {
 		secret, _ := base64.StdEncoding.DecodeString(cfg.TSIGSecret)
 		p.key = &tsigKey{name: keyName, algorithm: algorithms[alg], secret: secret}
@@ -308,9 +308,17 @@ func checkSecret(secret string) error {
 // ErrKeyRefused when the key was refused. Formatting a Provider never shows
 // its secret.
 type Provider struct {
-	cfg Config
-	key *tsigKey // nil: updates are not signed
+	cfg   Config
+	key   *tsigKey      // nil: updates are not signed
+	slots chan struct{} // one per exchange in flight
 }
+
+// maxInFlight bounds the exchanges one Provider has open with its
+// nameserver. Each is a new TCP connection, and BIND accepts only 10 pending
+// connections by default (tcp-listen-queue): more at once, as when a fleet
+// member obtains 20 names together, and the kernel drops connection
+// requests, each costing a one-second SYN retransmission.
+const maxInFlight = 8
 
 // ProviderName returns "rfc2136".
 func (p *Provider) ProviderName() string { return "rfc2136" }

@@ -46,6 +46,11 @@ func (p *Provider) update(ctx context.Context, op, zone string, build func(m *dn
 	if err := build(m, o); err != nil {
 		return fail(op, zone, err)
 	}
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return fail(op, zone, err)
+	}
+	defer release()
 	p.sign(m)
 	c := &dns.Client{Net: "tcp", Timeout: p.cfg.Timeout}
 	if p.key != nil {
@@ -311,7 +316,22 @@ func (p *Provider) GetRecords(ctx context.Context, zone string) ([]libdns.Record
 	return recs, nil
 }
 
+// acquire waits for a free exchange slot; release frees it.
+func (p *Provider) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case p.slots <- struct{}{}:
+		return func() { <-p.slots }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for one of %d exchanges with nameserver %s to end: %w", maxInFlight, p.cfg.Nameserver, context.Cause(ctx))
+	}
+}
+
 func (p *Provider) transfer(ctx context.Context, o string) ([]libdns.Record, error) {
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	conn, err := (&net.Dialer{Timeout: p.cfg.Timeout}).DialContext(ctx, "tcp", p.cfg.Nameserver)
 	if err != nil {
 		return nil, fmt.Errorf("nameserver %s: %w", p.cfg.Nameserver, err)
