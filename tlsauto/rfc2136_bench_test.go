@@ -1,11 +1,7 @@
 package tlsauto_test
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
-	"log/slog"
-	"slices"
 	"testing"
 	"time"
 
@@ -15,11 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certfleet/certfleet/dnsprovider"
-	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/dnsprovider/rfc2136"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/bind"
-	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
 
@@ -42,9 +36,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkStartToServedRFC2136 -benchtime 10x ./tlsauto/
 func BenchmarkStartToServedRFC2136(b *testing.B) {
-	events, window := certmagic.RateLimitEvents, certmagic.RateLimitEventsWindow
-	certmagic.RateLimitEvents, certmagic.RateLimitEventsWindow = 10000, time.Second
-	b.Cleanup(func() { certmagic.RateLimitEvents, certmagic.RateLimitEventsWindow = events, window })
+	raiseCertmagicRateLimit(b)
 
 	ns := bind.Start(b, bind.Options{})
 	w := testacme.Start(b, testacme.Options{VAResolver: ns.Addr()})
@@ -76,44 +68,11 @@ func BenchmarkStartToServedRFC2136(b *testing.B) {
 				if side.solver != nil {
 					b.Cleanup(tlsauto.SetSolver(side.solver))
 				}
-				var times []time.Duration
-				for i := 0; i < b.N; i++ {
-					b.StopTimer()
-					run++
-					names := make([]string, n)
-					for j := range names {
-						names[j] = fmt.Sprintf("b%d-n%d.example.test", run, j)
-					}
-					m, stop := bindBenchManager(b, w, ns, side.dns, fmt.Sprintf("ops%d@example.test", run), names)
-					ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
-					if err != nil {
-						b.Fatal(err)
-					}
-					go acceptHandshakes(ln)
-					b.StartTimer()
-
-					start := time.Now()
-					if err := m.Start(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-					for _, name := range names {
-						if err := benchHandshake(ln.Addr().String(), name, w); err != nil {
-							b.Fatal(err)
-						}
-					}
-					times = append(times, time.Since(start))
-
-					b.StopTimer()
-					ln.Close()
-					stop()
-					b.StartTimer()
-				}
-				slices.Sort(times)
-				median := times[len(times)/2]
-				if len(times)%2 == 0 {
-					median = (times[len(times)/2-1] + times[len(times)/2]) / 2
-				}
-				b.ReportMetric(float64(median.Microseconds())/1000, "median-ms")
+				median := startToServed(b, w, n, &run, func(email string, names []string) (*tlsauto.Manager, func()) {
+					return benchManager(b, w, email, names, func(c *tlsauto.Config) {
+						c.DNS, c.Resolvers, c.DNSPort = side.dns, []string{ns.Addr()}, ns.Port()
+					})
+				})
 				medians[fmt.Sprintf("%d/%s", n, side.name)] = median
 			})
 		}
@@ -125,31 +84,4 @@ func BenchmarkStartToServedRFC2136(b *testing.B) {
 				key("certmagic").Round(time.Millisecond))
 		}
 	}
-}
-
-// bindBenchManager returns a Manager for names from w, writing through p
-// into ns, with empty storage, and a function that closes both.
-func bindBenchManager(b *testing.B, w *testacme.World, ns *bind.Server, p dnsprovider.Provider, email string, names []string) (*tlsauto.Manager, func()) {
-	b.Helper()
-	store, err := file.New(file.Config{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := tlsauto.New(tlsauto.Config{
-		Domains:            names,
-		Email:              email,
-		CA:                 w.DirectoryURL(),
-		CARoots:            w.ACMERoots(),
-		DNS:                p,
-		Storage:            store,
-		Resolvers:          []string{ns.Addr()},
-		DNSPort:            ns.Port(),
-		PropagationCheck:   dns01.PropagationAll,
-		PropagationTimeout: 2 * time.Minute,
-		Logger:             slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return m, func() { m.Close(); store.Close() }
 }
