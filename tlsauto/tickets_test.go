@@ -3,13 +3,11 @@ package tlsauto_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/internal/backendtest"
+	"github.com/certfleet/certfleet/internal/fleettest"
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/wait"
@@ -51,24 +50,6 @@ func (c *fixedSession) Put(_ string, ss *tls.ClientSessionState) {
 }
 
 func (c *fixedSession) has() bool { _, ok := c.Get(""); return ok }
-
-// connect makes a TLS connection of version v to addr for sni with the
-// session cache, reads until the server closes it (TLS 1.3 tickets come
-// after the handshake), and reports whether the session was resumed.
-func connect(addr, sni string, roots *x509.CertPool, v uint16, cache tls.ClientSessionCache) (bool, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{
-		ServerName: sni, RootCAs: roots, MinVersion: v, MaxVersion: v, ClientSessionCache: cache,
-	})
-	if err != nil {
-		return false, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		return false, err
-	}
-	return c.ConnectionState().DidResume, nil
-}
 
 // ticketFleet starts n Managers for name sharing store, each served on
 // loopback, and returns them with their addresses.
@@ -136,10 +117,10 @@ func TestSessionResumesAtAnotherManagerOnlyWithSharedTickets(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for i := 1; i < len(addrs); i++ {
 			cache := &fixedSession{}
-			if resumed, err := connect(addrs[0], name, w.Roots(), v, cache); err != nil || resumed || !cache.has() {
+			if resumed, err := fleettest.Resume(addrs[0], name, w.Roots(), v, cache); err != nil || resumed || !cache.has() {
 				t.Fatalf("%s: first connection: resumed %v, ticket %v, error %v", tls.VersionName(v), resumed, cache.has(), err)
 			}
-			resumed, err := connect(addrs[i], name, w.Roots(), v, cache)
+			resumed, err := fleettest.Resume(addrs[i], name, w.Roots(), v, cache)
 			if err != nil || !resumed {
 				t.Errorf("%s: session from server 0 at server %d: resumed %v, error %v; want resumed", tls.VersionName(v), i, resumed, err)
 			}
@@ -151,7 +132,7 @@ func TestSessionResumesAtAnotherManagerOnlyWithSharedTickets(t *testing.T) {
 		_, addrs := ticketFleet(t, w, 2, name, func(int) storage.Storage { return store }, func(c *tlsauto.Config) { c.SessionTickets = mode })
 		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 			cache := &fixedSession{}
-			if _, err := connect(addrs[0], name, w.Roots(), v, cache); err != nil {
+			if _, err := fleettest.Resume(addrs[0], name, w.Roots(), v, cache); err != nil {
 				t.Fatal(err)
 			}
 			if mode == tlsauto.TicketsOff {
@@ -160,10 +141,10 @@ func TestSessionResumesAtAnotherManagerOnlyWithSharedTickets(t *testing.T) {
 				}
 				continue
 			}
-			if resumed, err := connect(addrs[0], name, w.Roots(), v, cache); err != nil || !resumed {
+			if resumed, err := fleettest.Resume(addrs[0], name, w.Roots(), v, cache); err != nil || !resumed {
 				t.Errorf("%s %s: session at the same Manager: resumed %v, error %v; want resumed", mode, tls.VersionName(v), resumed, err)
 			}
-			if resumed, err := connect(addrs[1], name, w.Roots(), v, cache); err != nil || resumed {
+			if resumed, err := fleettest.Resume(addrs[1], name, w.Roots(), v, cache); err != nil || resumed {
 				t.Errorf("%s %s: session at another Manager: resumed %v, error %v; want a full handshake", mode, tls.VersionName(v), resumed, err)
 			}
 		}
@@ -214,7 +195,7 @@ func TestTicketsResumeAfterRotationUntilTheirKeyExpires(t *testing.T) {
 		}
 		key := ids[0]
 		cache := &fixedSession{}
-		if _, err := connect(addrs[0], name, w.Roots(), tls.VersionTLS13, cache); err != nil {
+		if _, err := fleettest.Resume(addrs[0], name, w.Roots(), tls.VersionTLS13, cache); err != nil {
 			t.Fatal(err)
 		}
 		if now := tlsauto.TicketKeyIDs(a); len(now) == 0 || !now[0].Equal(key) || !cache.has() {
@@ -224,7 +205,7 @@ func TestTicketsResumeAfterRotationUntilTheirKeyExpires(t *testing.T) {
 		for {
 			rotated := !tlsauto.TicketKeyIDs(b)[0].Equal(key)
 			before := hasKey(b, key)
-			resumed, err := connect(addrs[1], name, w.Roots(), tls.VersionTLS13, cache)
+			resumed, err := fleettest.Resume(addrs[1], name, w.Roots(), tls.VersionTLS13, cache)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,10 +309,10 @@ func TestTicketsKeepResumingThroughStorageOutageAndConverge(t *testing.T) {
 	for i := range ms {
 		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 			cache := &fixedSession{}
-			if _, err := connect(addrs[i], name, w.Roots(), v, cache); err != nil {
+			if _, err := fleettest.Resume(addrs[i], name, w.Roots(), v, cache); err != nil {
 				t.Fatalf("member %d during the outage: %v", i, err)
 			}
-			if resumed, err := connect(addrs[1-i], name, w.Roots(), v, cache); err != nil || !resumed {
+			if resumed, err := fleettest.Resume(addrs[1-i], name, w.Roots(), v, cache); err != nil || !resumed {
 				t.Errorf("%s during the outage: session from member %d at member %d: resumed %v, error %v", tls.VersionName(v), i, 1-i, resumed, err)
 			}
 		}
@@ -348,10 +329,10 @@ func TestTicketsKeepResumingThroughStorageOutageAndConverge(t *testing.T) {
 	t.Logf("storage out of reach for %v; converged on a new key %v after it came back",
 		restored.Sub(cut).Round(time.Millisecond), time.Since(restored).Round(time.Millisecond))
 	cache := &fixedSession{}
-	if _, err := connect(addrs[0], name, w.Roots(), tls.VersionTLS13, cache); err != nil {
+	if _, err := fleettest.Resume(addrs[0], name, w.Roots(), tls.VersionTLS13, cache); err != nil {
 		t.Fatal(err)
 	}
-	if resumed, err := connect(addrs[1], name, w.Roots(), tls.VersionTLS13, cache); err != nil || !resumed {
+	if resumed, err := fleettest.Resume(addrs[1], name, w.Roots(), tls.VersionTLS13, cache); err != nil || !resumed {
 		t.Errorf("after the outage: resumed %v, error %v", resumed, err)
 	}
 }
