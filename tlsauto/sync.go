@@ -36,6 +36,10 @@ func (m *Manager) follow(ctx context.Context, changes <-chan string) {
 			m.resync(ctx)
 		case key == ticketKeysKey:
 			m.ticketsChanged()
+		case strings.HasPrefix(key, obtainedPrefix+"/"):
+			if name := strings.TrimPrefix(key, obtainedPrefix+"/"); m.isManaged(name) {
+				m.noteObtainedBy(ctx, name)
+			}
 		case m.s.shareNames && strings.HasPrefix(key, namesPrefix+"/"):
 			if err := m.reconcileShared(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("reading the shared set of names", "error", err)
