@@ -68,11 +68,16 @@ type wrapper interface {
 	ProviderName() string
 }
 
-// expose returns w with exactly the optional interfaces that inner has.
-func expose(w fullProvider, inner Provider) Provider {
-	_, g := inner.(libdns.RecordGetter)
-	_, s := inner.(libdns.RecordSetter)
-	_, l := inner.(libdns.ZoneLister)
+// expose returns w with exactly the optional interfaces that every one of
+// inners has.
+func expose(w fullProvider, inners ...Provider) Provider {
+	g, s, l := true, true, true
+	for _, inner := range inners {
+		_, gi := inner.(libdns.RecordGetter)
+		_, si := inner.(libdns.RecordSetter)
+		_, li := inner.(libdns.ZoneLister)
+		g, s, l = g && gi, s && si, l && li
+	}
 	type (
 		getter = libdns.RecordGetter
 		setter = libdns.RecordSetter

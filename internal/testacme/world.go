@@ -91,6 +91,7 @@ type World struct {
 	// orders), and guards the records.
 	wfeMu       sync.Mutex
 	orders      []Order
+	refuse      bool // new orders are refused (RefuseNewOrders)
 	authzIDs    map[string]struct{}
 	ariRequests []RenewalInfoRequest
 
@@ -295,12 +296,17 @@ func (w *World) Provider() *Provider { return w.provider }
 // StartDNSServer starts another authoritative server for the world's zones
 // on addr (see NewDNSServer), stopped by Close.
 func (w *World) StartDNSServer(addr string) (*DNSServer, error) {
+	return w.startServer(w.zones, addr)
+}
+
+// startServer starts a server for zones on addr, stopped by Close.
+func (w *World) startServer(zones *Zones, addr string) (*DNSServer, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return nil, errors.New("testacme: StartDNSServer: the world is closed")
+		return nil, errors.New("testacme: starting a DNS server: the world is closed")
 	}
-	s, err := NewDNSServer(w.zones, addr)
+	s, err := NewDNSServer(zones, addr)
 	if err != nil {
 		return nil, err
 	}
