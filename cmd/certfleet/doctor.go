@@ -197,7 +197,7 @@ func (d *doctor) describeConfig() string {
 	}
 	check := string(d.cfg.PropagationCheck)
 	if check == "" {
-		check = "all"
+		check = string(dns01.PropagationAuto)
 	}
 	return fmt.Sprintf("CA %s, DNS provider %s, propagation check %s, %d name(s)", ca, os.Getenv(tlsauto.EnvDNSProvider), check, len(d.cfg.Domains))
 }
@@ -478,6 +478,9 @@ func (d *doctor) reachableServers(ctx context.Context, zone string, nss []dns01.
 			s.Status, s.Detail = statusOK, fmt.Sprintf("%d of %d answer", n, len(servers))
 		case n > 0:
 			s.Status, s.Detail = statusWarn, fmt.Sprintf("only %d of %d answer: the CA may ask one that does not", n, len(servers))
+		case authoritative && policy == dns01.PropagationAuto:
+			s.Status, s.Detail = statusWarn, fmt.Sprintf("no authoritative nameserver of %s answers on port %s: outgoing DNS (port 53) is probably blocked here; under %s=auto, propagation is checked through the resolvers instead (set %s=resolvers to say so and skip this)",
+				strings.TrimSuffix(zone, "."), nsPort(d.cfg.DNSPort), tlsauto.EnvPropagationCheck, tlsauto.EnvPropagationCheck)
 		case authoritative:
 			s.Status, s.Detail = statusFail, fmt.Sprintf("no authoritative nameserver of %s answers on port %s: outgoing DNS (port 53) is probably blocked here; set %s=resolvers (with %s) to check propagation through your resolvers instead",
 				strings.TrimSuffix(zone, "."), nsPort(d.cfg.DNSPort), tlsauto.EnvPropagationCheck, tlsauto.EnvResolvers)
@@ -487,6 +490,15 @@ func (d *doctor) reachableServers(ctx context.Context, zone string, nss []dns01.
 	})
 	if s.Status == statusFail {
 		return nil, false, false
+	}
+	if !slices.Contains(reachable, true) {
+		// Under auto, the solver checks through the resolvers when no
+		// nameserver can be reached: so does the probe.
+		servers = servers[:0]
+		for _, r := range d.inspector.Resolvers() {
+			servers = append(servers, probeServer{name: "resolver", addrs: []string{r}})
+		}
+		return servers, false, true
 	}
 	var out []probeServer
 	for i, srv := range servers {

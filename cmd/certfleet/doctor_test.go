@@ -219,6 +219,7 @@ func TestDoctorFailsNamingTheCause(t *testing.T) {
 				}
 				return w
 			},
+			env:     map[string]string{"CERTFLEET_PROPAGATION_CHECK": "all"},
 			domain:  "example.test",
 			step:    "example.test: servers reachable",
 			mention: []string{"blocked", "CERTFLEET_PROPAGATION_CHECK=resolvers"},
@@ -247,5 +248,24 @@ func TestDoctorFailsNamingTheCause(t *testing.T) {
 				t.Errorf("records left in the zone: %q", got)
 			}
 		})
+	}
+}
+
+func TestDoctorChecksThroughResolversWhenNameserversAreUnreachableUnderAuto(t *testing.T) {
+	w := newWorld(t, testacme.Options{})
+	if err := w.Zones().SetNameServers("example.test",
+		testacme.NameServer{Host: "ns1.example.test", Addr: netip.MustParseAddr("127.0.0.9")}); err != nil {
+		t.Fatal(err)
+	}
+	rep, r := doctorJSON(t, w, nil, "example.test")
+	if r.code != 0 {
+		t.Fatalf("doctor exited %d:\n%s", r.code, r.stdout)
+	}
+	if s := findStep(t, rep, "example.test: servers reachable"); s.Status != statusWarn || !strings.Contains(s.Detail, "blocked") {
+		t.Errorf("servers reachable: %s (%s); want a warning that port 53 is blocked", s.Status, s.Detail)
+	}
+	served := findStep(t, rep, "example.test: probe record served")
+	if len(served.Servers) != 1 || served.Servers[0].Server != "resolver" || served.Servers[0].Result != "seen" {
+		t.Errorf("probe record served: %+v; want it seen through the resolver", served.Servers)
 	}
 }

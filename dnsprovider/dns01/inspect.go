@@ -94,7 +94,8 @@ func (i *Inspector) Resolve(ctx context.Context, name string, qtype uint16) (*dn
 // an authoritative nameserver (no recursion; an answer without authority is
 // an error) rather than as a resolver.
 func QueryTXT(ctx context.Context, server, name string, authoritative bool) ([]string, error) {
-	return txtAt(ctx, server, name, authoritative)
+	values, _, err := txtAt(ctx, server, name, authoritative)
+	return values, err
 }
 
 // Exchange sends q to server ("ip:port") over UDP, and over TCP when the
