@@ -241,6 +241,9 @@ func TestDoctorFailsNamingTheCause(t *testing.T) {
 					t.Errorf("step %q says %q; want it to mention %q", tt.step, s.Detail, m)
 				}
 			}
+			if testing.Verbose() {
+				t.Logf("doctor %s:\n%s", tt.domain, w.run(t, tt.env, "doctor", tt.domain).stdout)
+			}
 			if strings.Contains(r.stdout+r.stderr, awsSecret) {
 				t.Errorf("the output shows the provider's secret")
 			}

@@ -245,14 +245,14 @@ func TestRenewReplacesTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.run(t, nil, "renew", "r.example.test", "--json")
+	r := w.run(t, nil, "renew", "r.example.test")
 	if r.code != 0 {
 		t.Fatalf("renew exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("renew:\n%s", r.stdout)
 	var out struct{ Serial string }
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
-		t.Fatal(err)
-	}
+	_, rest, _ := strings.Cut(r.stdout, "serial ")
+	out.Serial, _, _ = strings.Cut(rest, ",")
 	after, _, err := certFiles(context.Background(), st, "r.example.test")
 	if err != nil {
 		t.Fatal(err)
