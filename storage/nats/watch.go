@@ -1,0 +1,116 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/certfleet/certfleet/internal/backoff"
+	"github.com/certfleet/certfleet/internal/feed"
+)
+
+// watchRetry paces restarts of a failed watcher.
+var watchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// Watch returns a channel that receives the key of every value stored or
+// deleted through any client of the same bucket, until ctx ends or s is
+// closed; then the channel is closed. It rides on one KV watcher (an
+// ordered JetStream consumer, which resumes by itself after a reconnect)
+// per Storage. Should the watcher have to be recreated, the channel
+// receives "": reload everything of interest. The same happens when the
+// receiver falls more than 1024 keys behind. When Watch returns, the
+// watcher is established: every later change is reported.
+func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
+	h, err := s.startFeed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := h.Subscribe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nats: watch: %w", errClosed)
+	}
+	return ch, nil
+}
+
+// startFeed returns the hub, creating the KV watcher on first use.
+func (s *Storage) startFeed(ctx context.Context) (*feed.Hub, error) {
+	s.mu.Lock()
+	h, closed := s.hub, s.closed
+	s.mu.Unlock()
+	switch {
+	case closed:
+		return nil, fmt.Errorf("nats: watch: %w", errClosed)
+	case h != nil:
+		return h, nil
+	}
+	w, err := s.newWatcher(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nats: watch: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		_ = w.Stop()
+		return nil, fmt.Errorf("nats: watch: %w", errClosed)
+	case s.hub != nil: // another Watch call won the race
+		_ = w.Stop()
+		return s.hub, nil
+	}
+	s.hub = &feed.Hub{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runFeed(s.hub, w)
+	}()
+	return s.hub, nil
+}
+
+// newWatcher creates a watcher of the value keys; the watcher outlives ctx
+// (it is stopped by runFeed).
+func (s *Storage) newWatcher(ctx context.Context) (jetstream.KeyWatcher, error) {
+	var w jetstream.KeyWatcher
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		w, err = s.kv.Watch(s.ctx, "v.>", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+		return err
+	})
+	return w, err
+}
+
+// runFeed delivers the watcher's keys until Close, recreating the watcher
+// when it ends.
+func (s *Storage) runFeed(h *feed.Hub, w jetstream.KeyWatcher) {
+	for fails := 0; ; {
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			key, err := keyOf(e.Key())
+			if err != nil {
+				s.log.Warn("change feed: a key in the bucket was not written by this package", "key", e.Key())
+				continue
+			}
+			h.Broadcast(key)
+			fails = 0
+		}
+		_ = w.Stop()
+		for {
+			if s.ctx.Err() != nil {
+				return
+			}
+			fails++
+			if backoff.Sleep(s.ctx, watchRetry.Delay(fails)) != nil {
+				return
+			}
+			var err error
+			if w, err = s.newWatcher(s.ctx); err == nil {
+				s.log.Info("change feed restarted; asking watchers to reload")
+				h.Broadcast("")
+				break
+			}
+		}
+	}
+}
