@@ -22,7 +22,10 @@ var (
 // builtin maps the schemes of certfleet's own backends to the package that
 // registers them, so that Open can say which import is missing.
 var builtin = map[string]string{
+	"etcd":       "github.com/certfleet/certfleet/storage/etcd",
+	"etcds":      "github.com/certfleet/certfleet/storage/etcd",
 	"file":       "github.com/certfleet/certfleet/storage/file",
+	"nats":       "github.com/certfleet/certfleet/storage/nats",
 	"postgres":   "github.com/certfleet/certfleet/storage/postgres",
 	"postgresql": "github.com/certfleet/certfleet/storage/postgres",
 	"redis":      "github.com/certfleet/certfleet/storage/redis",

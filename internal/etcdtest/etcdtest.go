@@ -86,14 +86,8 @@ func Server(t testing.TB) string {
 // CI=true) when there is none.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if b := os.Getenv(EnvBinary); b != "" {
+	if b, ok := Lookup(); ok {
 		return b
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
-		return "/usr/bin/etcd"
 	}
 	msg := "etcd tests need the etcd binary: install it (apt-get install etcd-server) or set " + EnvBinary
 	if os.Getenv("CI") == "true" {
@@ -101,6 +95,27 @@ func Binary(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// Available reports whether Server can provide a server: EnvEndpoints is
+// set, the binary is there, or CI=true (where Server fails without it).
+func Available() bool {
+	_, ok := Lookup()
+	return ok || os.Getenv(EnvEndpoints) != "" || os.Getenv("CI") == "true"
+}
+
+// Lookup returns the path of the etcd binary, if there is one.
+func Lookup() (string, bool) {
+	if b := os.Getenv(EnvBinary); b != "" {
+		return b, true
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, true
+	}
+	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
+		return "/usr/bin/etcd", true
+	}
+	return "", false
 }
 
 // Start starts a cluster of n members and waits until it has a leader. It
