@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/certfleet/certfleet/internal/feed"
 	"github.com/certfleet/certfleet/storage"
@@ -80,6 +82,12 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 		// The client logs through zap to stderr by default; this library
 		// logs through Config.Logger only.
 		Logger: zap.NewNop(),
+		// gRPC's reconnection backoff grows to two minutes by default: a
+		// member back after an outage would stay unused that long.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: set.timeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connecting to %v: %w", set.endpoints, err)
@@ -358,6 +366,7 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 		return nil, err
 	}
 	dir := s.dirPrefix(k)
+	base := dir[len(s.vp):] // k + "/", or "" at the root
 	end := clientv3.GetPrefixRangeEnd(dir)
 	from := dir
 	var rev int64
@@ -388,25 +397,18 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 		}
 		for _, kv := range resp.Kvs {
 			rel := string(kv.Key[len(dir):])
-			base := strings.TrimSuffix(dir[len(s.vp):], "/")
-			join := func(r string) string {
-				if base == "" {
-					return r
-				}
-				return base + "/" + r
-			}
 			if !recursive {
 				first, _, _ := strings.Cut(rel, "/")
-				add(join(first))
+				add(base + first)
 				continue
 			}
 			// Every directory on the way down, then the key itself.
 			for i := 0; i < len(rel); i++ {
 				if rel[i] == '/' {
-					add(join(rel[:i]))
+					add(base + rel[:i])
 				}
 			}
-			add(join(rel))
+			add(base + rel)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
