@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -19,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/kvbackend"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -35,17 +34,13 @@ type Storage struct {
 	timeout   time.Duration
 	maxReq    int
 	log       *slog.Logger
+	req       kvbackend.Requests
 
-	// ctx ends at Close; it owns keepalives, the change feed and stray
-	// lease revocations.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// g owns keepalives, the change feed and stray lease revocations.
+	g     *kvbackend.Group
+	locks *kvbackend.Locks[lockData]
 
-	mu     sync.Mutex
-	closed bool
-	locks  map[string]*heldLock
-	hub    *feed.Hub // nil until the first Watch
+	feed kvbackend.Feed
 }
 
 // Interfaces Storage implements.
@@ -102,17 +97,19 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 		timeout:   set.timeout,
 		maxReq:    set.maxReq,
 		log:       set.logger.With("storage", "etcd", "prefix", set.prefix),
-		locks:     make(map[string]*heldLock),
+		req:       kvbackend.Requests{Retry: retrier, Timeout: set.timeout, Server: "etcd"},
+		g:         kvbackend.NewGroup(),
 	}
-	err = s.do(ctx, func(ctx context.Context) error {
+	s.locks = kvbackend.NewLocks(s.g, s.lockTTL/3, s.refresh, s.log)
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		_, err := client.Get(ctx, s.vp, clientv3.WithCountOnly())
 		return err
 	})
 	if err != nil {
+		s.g.Close(nil)
 		_ = client.Close()
 		return nil, fmt.Errorf("etcd: connecting to %v: %w", set.endpoints, err)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -125,50 +122,21 @@ func (s *Storage) String() string {
 // returned by Watch, revokes the leases of locks still held (freeing them at
 // once) and closes the etcd client. Close is idempotent.
 func (s *Storage) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	held := s.locks.All()
+	closed := s.g.Close(s.feed.Close)
+	if !closed {
 		return nil
 	}
-	s.closed = true
-	h := s.hub
-	held := make([]*heldLock, 0, len(s.locks))
-	for _, l := range s.locks {
-		held = append(held, l)
-	}
-	s.mu.Unlock()
-
-	s.cancel()
-	if h != nil {
-		h.Close()
-	}
-	s.wg.Wait()
 	for _, l := range held {
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		_, _ = s.client.Revoke(ctx, l.lease)
+		_, _ = s.client.Revoke(ctx, l.Data.lease)
 		cancel()
 	}
 	return s.client.Close()
 }
 
-// cleanKey normalizes a key by trimming slashes; root reports whether
-// nothing is left. Keys with an empty component are rejected.
-func cleanKey(key string) (k string, root bool, err error) {
-	k = strings.Trim(key, "/")
-	if strings.Contains(k, "//") {
-		return "", false, fmt.Errorf("etcd: key %q has an empty path component: remove the doubled '/'", key)
-	}
-	return k, k == "", nil
-}
-
-// fileKey is cleanKey for keys that must name a value.
-func fileKey(key string) (string, error) {
-	k, root, err := cleanKey(key)
-	if err == nil && root {
-		err = fmt.Errorf("etcd: key %q is empty: name a value such as \"certificates/example.com.crt\"", key)
-	}
-	return k, err
-}
+func cleanKey(key string) (string, bool, error) { return kvbackend.CleanKey("etcd", key) }
+func fileKey(key string) (string, error)        { return kvbackend.FileKey("etcd", key) }
 
 // dirPrefix returns the etcd key prefix of everything below k ("" is the
 // root). The trailing '/' keeps "a" from matching "ab/c".
@@ -222,7 +190,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 			key, len(value), s.maxReq, DefaultMaxRequestBytes)
 	}
 	v := encodeValue(value, time.Now())
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		_, err := s.client.Put(ctx, ek, string(v))
 		return err
 	})
@@ -240,7 +208,7 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var resp *clientv3.GetResponse
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
 		resp, err = s.client.Get(ctx, s.vp+k)
 		return err
@@ -268,7 +236,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	if root {
 		return fmt.Errorf("etcd: delete %q: refusing to delete the whole storage: name a key or directory", key)
 	}
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		_, err := s.client.Txn(ctx).Then(
 			clientv3.OpDelete(s.vp+k),
 			clientv3.OpDelete(s.dirPrefix(k), clientv3.WithPrefix()),
@@ -291,7 +259,7 @@ func (s *Storage) probe(ctx context.Context, k string, withValue bool) (value *c
 		get = clientv3.OpGet(s.vp+k, clientv3.WithCountOnly())
 	}
 	var resp *clientv3.TxnResponse
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
 		resp, err = s.client.Txn(ctx).Then(
 			get,
@@ -384,7 +352,7 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 			opts = append(opts, clientv3.WithRev(rev))
 		}
 		var resp *clientv3.GetResponse
-		err := s.do(ctx, func(ctx context.Context) error {
+		err := s.req.Do(ctx, func(ctx context.Context) error {
 			var err error
 			resp, err = s.client.Get(ctx, from, opts...)
 			return err

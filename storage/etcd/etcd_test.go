@@ -98,11 +98,7 @@ func TestFeedCompactedPastAsksForReloadAndGoesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.wg.Add(1)
-	go func() { // ends at s.Close
-		defer s.wg.Done()
-		s.runFeed(h, rev-3)
-	}()
+	s.g.Go(func(ctx context.Context) { s.runFeed(ctx, h, rev-3) }) // ends at s.Close
 	next := func() string {
 		select {
 		case k := <-ch:

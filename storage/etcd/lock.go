@@ -6,27 +6,26 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/certfleet/certfleet/internal/kvbackend"
 	"github.com/certfleet/certfleet/storage"
 )
 
-// heldLock is a lock this Storage holds, with the keepalive that refreshes
-// its lease.
-type heldLock struct {
-	name  string
+// lockData is what this Storage keeps about a lock it holds.
+type lockData struct {
 	key   string // etcd key of the lock
 	lease clientv3.LeaseID
-	rev   int64       // mod revision of the key when taken: the fencing token
-	lost  atomic.Bool // set when the lease was found gone
-	stop  func()      // stops the keepalive
-	done  chan struct{}
+	rev   int64 // mod revision of the key when taken: the fencing token
 }
+
+// heldLock is a lock this Storage holds, with the keepalive that refreshes
+// its lease (kvbackend.Locks).
+type heldLock = kvbackend.Held[lockData]
 
 func (s *Storage) lockKey(name string) string { return s.lp + name }
 
@@ -56,7 +55,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 var errBusy = errors.New("lock is held")
 
 func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) {
-	if s.isClosed() {
+	if s.g.Closed() {
 		return fmt.Errorf("etcd: lock %q: %w", name, errClosed)
 	}
 	token, err := newToken()
@@ -75,7 +74,7 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 	}()
 	for {
 		if lease == 0 {
-			err = s.do(ctx, func(ctx context.Context) error {
+			err = s.req.Do(ctx, func(ctx context.Context) error {
 				resp, err := s.client.Grant(ctx, s.ttlSeconds())
 				if err == nil {
 					lease = resp.ID
@@ -87,7 +86,7 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 			}
 		}
 		var resp *clientv3.TxnResponse
-		err = s.do(ctx, func(ctx context.Context) error {
+		err = s.req.Do(ctx, func(ctx context.Context) error {
 			var err error
 			resp, err = s.client.Txn(ctx).
 				If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -115,8 +114,7 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 			}
 		}
 		if resp.Succeeded {
-			l := &heldLock{name: name, key: key, lease: lease, rev: rev}
-			if !s.hold(l) {
+			if s.locks.Hold(name, lockData{key: key, lease: lease, rev: rev}) == nil {
 				return fmt.Errorf("etcd: lock %q: %w", name, errClosed)
 			}
 			return nil
@@ -153,64 +151,13 @@ func (s *Storage) awaitDelete(ctx context.Context, key string, rev int64) error 
 	return nil
 }
 
-// hold records l as held and starts its keepalive; false when s is closed.
-func (s *Storage) hold(l *heldLock) bool {
-	ctx, stop := context.WithCancel(s.ctx)
-	l.stop, l.done = stop, make(chan struct{})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		stop()
-		return false
-	}
-	if old := s.locks[l.name]; old != nil {
-		// Only possible when the old lock was lost without Unlock.
-		old.stop()
-	}
-	s.locks[l.name] = l
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(l.done)
-		s.keepalive(ctx, l)
-	}()
-	return true
-}
-
-// keepalive refreshes l's lease every third of LockTTL until ctx ends or the
-// lease turns out to be gone. Failed refreshes are retried at the next tick:
-// the lock survives an outage shorter than about two thirds of LockTTL.
-func (s *Storage) keepalive(ctx context.Context, l *heldLock) {
-	every := s.lockTTL / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		held, err := s.refresh(rctx, l)
-		cancel()
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.Warn("lock keepalive failed; retrying", "lock", l.name, "error", err)
-		case err == nil && !held:
-			l.lost.Store(true)
-			s.log.Error("lock lost: its lease expired", "lock", l.name)
-			return
-		}
-	}
-}
-
 // refresh renews l's lease to a full LockTTL and reports whether the lease,
 // and with it the lock, still exists: etcd deletes a lock key only when its
 // holder releases it or its lease lapses.
 func (s *Storage) refresh(ctx context.Context, l *heldLock) (bool, error) {
 	var ttl int64
-	err := s.do(ctx, func(ctx context.Context) error {
-		resp, err := s.client.KeepAliveOnce(ctx, l.lease)
+	err := s.req.Do(ctx, func(ctx context.Context) error {
+		resp, err := s.client.KeepAliveOnce(ctx, l.Data.lease)
 		if err == nil {
 			ttl = resp.TTL
 		}
@@ -228,13 +175,10 @@ func (s *Storage) refresh(ctx context.Context, l *heldLock) (bool, error) {
 // held returns the lock name this Storage holds, or an error wrapping
 // storage.ErrLockLost.
 func (s *Storage) held(op, name string) (*heldLock, error) {
-	s.mu.Lock()
-	l := s.locks[name]
-	s.mu.Unlock()
-	if l == nil {
-		return nil, fmt.Errorf("etcd: %s %q: this client holds no such lock: %w", op, name, storage.ErrLockLost)
+	if l := s.locks.Get(name); l != nil {
+		return l, nil
 	}
-	return l, nil
+	return nil, fmt.Errorf("etcd: %s %q: this client holds no such lock: %w", op, name, storage.ErrLockLost)
 }
 
 // Unlock releases the lock called name: it deletes the lock key only if it
@@ -244,33 +188,33 @@ func (s *Storage) held(op, name string) (*heldLock, error) {
 // storage.ErrLockLost: the work done under the lock may have raced with
 // that client's.
 func (s *Storage) Unlock(ctx context.Context, name string) error {
-	l, err := s.held("unlock", name)
-	if err != nil {
-		return err
+	l := s.locks.Release(name)
+	if l == nil {
+		return fmt.Errorf("etcd: unlock %q: this client holds no such lock: %w", name, storage.ErrLockLost)
 	}
-	l.stop()
-	<-l.done
-	s.mu.Lock()
-	if s.locks[name] == l {
-		delete(s.locks, name)
-	}
-	s.mu.Unlock()
-
 	var resp *clientv3.TxnResponse
-	err = s.do(ctx, func(ctx context.Context) error {
+	err := s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
 		resp, err = s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(l.key), "=", l.rev)).
-			Then(clientv3.OpDelete(l.key)).
+			If(clientv3.Compare(clientv3.ModRevision(l.Data.key), "=", l.Data.rev)).
+			Then(clientv3.OpDelete(l.Data.key)).
 			Commit()
 		return err
 	})
 	if err != nil {
-		s.revokeStray(l.lease)
+		s.revokeStray(l.Data.lease)
 		return fmt.Errorf("etcd: unlock %q (it is freed when its lease lapses, within %s): %w", name, s.lockTTL, err)
 	}
-	s.revokeStray(l.lease)
-	if !resp.Succeeded || l.lost.Load() {
+	if !resp.Succeeded && !l.Lost() {
+		// Gone or replaced: by this very release if an earlier attempt went
+		// through unacknowledged, or by etcd when the lease lapsed. Only the
+		// lease lapsing deletes the key behind its holder's back, so a live
+		// lease means the key was this client's until this release.
+		ttl, err := s.client.TimeToLive(ctx, l.Data.lease)
+		resp.Succeeded = err == nil && ttl.TTL > 0
+	}
+	s.revokeStray(l.Data.lease)
+	if !resp.Succeeded || l.Lost() {
 		return fmt.Errorf("etcd: unlock %q: the lock's lease expired or another client took it: %w", name, storage.ErrLockLost)
 	}
 	return nil
@@ -287,7 +231,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, leaseDuration
 	if err != nil {
 		return err
 	}
-	if l.lost.Load() {
+	if l.Lost() {
 		return fmt.Errorf("etcd: renew lease of %q: %w", name, storage.ErrLockLost)
 	}
 	ok, err := s.refresh(ctx, l)
@@ -295,7 +239,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, leaseDuration
 	case err != nil:
 		return fmt.Errorf("etcd: renew lease of %q: %w", name, err)
 	case !ok:
-		l.lost.Store(true)
+		l.MarkLost()
 		return fmt.Errorf("etcd: renew lease of %q: the lock's lease expired: %w", name, storage.ErrLockLost)
 	}
 	return nil
@@ -312,44 +256,31 @@ func (s *Storage) FencingToken(ctx context.Context, name string) (uint64, error)
 		return 0, err
 	}
 	var resp *clientv3.GetResponse
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
-		resp, err = s.client.Get(ctx, l.key)
+		resp, err = s.client.Get(ctx, l.Data.key)
 		return err
 	})
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("etcd: fencing token of %q: %w", name, err)
-	case len(resp.Kvs) == 0 || resp.Kvs[0].ModRevision != l.rev || l.lost.Load():
+	case len(resp.Kvs) == 0 || resp.Kvs[0].ModRevision != l.Data.rev || l.Lost():
 		return 0, fmt.Errorf("etcd: fencing token of %q: the lock's lease expired or another client took it: %w", name, storage.ErrLockLost)
 	}
-	return uint64(l.rev), nil
+	return uint64(l.Data.rev), nil
 }
 
 // revokeStray revokes lease in the background, deleting any key attached to
 // it. Errors are only logged: the lease lapses by itself after LockTTL.
 func (s *Storage) revokeStray(lease clientv3.LeaseID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	s.g.Go(func(gctx context.Context) {
+		ctx, cancel := context.WithTimeout(gctx, s.timeout)
 		defer cancel()
 		_, err := s.client.Revoke(ctx, lease)
 		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) && ctx.Err() == nil {
 			s.log.Warn("could not revoke a lock lease; it lapses by itself", "lease", int64(lease), "error", err)
 		}
-	}()
-}
-
-func (s *Storage) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	})
 }
 
 // newToken returns a random owner token for one Lock call.

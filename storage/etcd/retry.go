@@ -1,9 +1,8 @@
 package etcd
 
 import (
-	"context"
 	"errors"
-	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -16,7 +15,7 @@ import (
 // retrier retries transient errors: up to 5 tries, backing off from 50 ms
 // doubling to 1 s, never past the caller's context. Every request this
 // package repeats is safe to repeat (see Lock and Unlock for the two that
-// need care).
+// need care). Each attempt is bounded by Config.Timeout (Storage.req).
 var retrier = storage.Retry{
 	Attempts:   5,
 	MinBackoff: 50 * time.Millisecond,
@@ -24,25 +23,11 @@ var retrier = storage.Retry{
 	Transient:  transient,
 }
 
-// do runs op under retrier, each attempt bounded by Timeout, so that a
-// member that stopped answering costs one Timeout and the next attempt goes
-// to another member.
-func (s *Storage) do(ctx context.Context, op func(ctx context.Context) error) error {
-	return retrier.Do(ctx, func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		err := op(actx)
-		if err != nil && actx.Err() != nil && ctx.Err() == nil {
-			// The attempt's own deadline, not the caller's: worth another try.
-			return storage.Transient(fmt.Errorf("no answer from etcd within %s", s.timeout))
-		}
-		return err
-	})
-}
-
 // transient reports whether err is worth retrying: the connection failed
-// (storage.IsTransient, gRPC Unavailable), or the cluster was between
-// leaders or overloaded.
+// (storage.IsTransient, gRPC Unavailable), the cluster was between leaders
+// or overloaded, or a member timed out waiting for the leader. The
+// caller's own deadline is never retried (storage.Retry stops when the
+// caller's context ends).
 func transient(err error) bool {
 	if storage.IsTransient(err) {
 		return true
@@ -58,8 +43,12 @@ func transient(err error) bool {
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
-		case codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+		case codes.Unavailable, codes.ResourceExhausted, codes.Aborted, codes.DeadlineExceeded:
 			return true
+		case codes.Unknown:
+			// A follower that forwards a lease renewal to a leader that just
+			// died answers with its own timeout, as code Unknown.
+			return strings.Contains(st.Message(), "deadline exceeded")
 		}
 	}
 	return false

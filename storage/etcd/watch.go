@@ -24,63 +24,30 @@ var watchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Seco
 // same happens when the receiver falls more than 1024 keys behind. When
 // Watch returns, the watch is established: every later change is reported.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
-	h, err := s.startFeed(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := h.Subscribe(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("etcd: watch: %w", errClosed)
-	}
-	return ch, nil
-}
-
-// startFeed returns the hub, starting the etcd watch on first use: it reads
-// the current revision and watches from the next one, so that every change
-// after Watch returns is seen.
-func (s *Storage) startFeed(ctx context.Context) (*feed.Hub, error) {
-	s.mu.Lock()
-	h, closed := s.hub, s.closed
-	s.mu.Unlock()
-	switch {
-	case closed:
-		return nil, fmt.Errorf("etcd: watch: %w", errClosed)
-	case h != nil:
-		return h, nil
-	}
-	var rev int64
-	err := s.do(ctx, func(ctx context.Context) error {
-		resp, err := s.client.Get(ctx, s.vp, clientv3.WithCountOnly())
-		if err == nil {
-			rev = resp.Header.Revision
-		}
-		return err
+	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *feed.Hub), error) {
+		// Watch from the revision after the current one: every change after
+		// Watch returns is seen.
+		var rev int64
+		err := s.req.Do(ctx, func(ctx context.Context) error {
+			resp, err := s.client.Get(ctx, s.vp, clientv3.WithCountOnly())
+			if err == nil {
+				rev = resp.Header.Revision
+			}
+			return err
+		})
+		return func(ctx context.Context, h *feed.Hub) { s.runFeed(ctx, h, rev+1) }, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: watch: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return nil, fmt.Errorf("etcd: watch: %w", errClosed)
-	case s.hub != nil: // another Watch call won the race
-		return s.hub, nil
-	}
-	s.hub = &feed.Hub{}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runFeed(s.hub, rev+1)
-	}()
-	return s.hub, nil
+	return ch, nil
 }
 
-// runFeed watches the value keys from revision next until Close, restarting
-// the watch whenever it ends.
-func (s *Storage) runFeed(h *feed.Hub, next int64) {
-	for fails := 0; s.ctx.Err() == nil; {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+// runFeed watches the value keys from revision next until ctx ends,
+// restarting the watch whenever it ends.
+func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, next int64) {
+	for fails := 0; ctx.Err() == nil; {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := s.client.Watch(wctx, s.vp, clientv3.WithPrefix(), clientv3.WithRev(next))
 		progressed := false
 		for resp := range ch {
@@ -105,7 +72,7 @@ func (s *Storage) runFeed(h *feed.Hub, next int64) {
 			fails = 0
 		}
 		fails++
-		if backoff.Sleep(s.ctx, watchRetry.Delay(fails)) != nil {
+		if backoff.Sleep(ctx, watchRetry.Delay(fails)) != nil {
 			return
 		}
 	}

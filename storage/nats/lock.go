@@ -9,12 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/certfleet/certfleet/internal/backoff"
+	"github.com/certfleet/certfleet/internal/kvbackend"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -30,26 +30,20 @@ var lockPoll = backoff.Policy{Base: 10 * time.Millisecond, Max: 250 * time.Milli
 // died or stalled, and the waiter takes it over with a compare-and-set on
 // that revision. No clocks are compared between machines.
 
-// heldLock is a lock this Storage holds, with the keepalive that renews it.
-type heldLock struct {
-	name  string
+// lockData is what this Storage keeps about a lock it holds.
+type lockData struct {
 	subj  string
 	value []byte // the lease entry
-	token string
 	fence uint64 // revision at which the lock was taken
 
-	mu   sync.Mutex
-	rev  uint64      // current revision of the entry
-	lost atomic.Bool // set when a renewal found the entry taken or gone
-	stop func()
-	done chan struct{}
+	mu      sync.Mutex
+	rev     uint64    // current revision of the entry
+	written time.Time // when this client sent its last write of it (before it was applied)
 }
 
-func (l *heldLock) revision() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rev
-}
+// heldLock is a lock this Storage holds, with the keepalive that renews it
+// (kvbackend.Locks).
+type heldLock = kvbackend.Held[*lockData]
 
 // leaseTTL reads the holder's TTL from a lease entry; ok is false for a
 // malformed one.
@@ -82,7 +76,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 var errBusy = errors.New("lock is held")
 
 func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) {
-	if s.isClosed() {
+	if s.g.Closed() {
 		return fmt.Errorf("nats: lock %q: %w", name, errClosed)
 	}
 	var raw [16]byte
@@ -90,14 +84,13 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 		return fmt.Errorf("nats: lock token: %w", err)
 	}
 	token := hex.EncodeToString(raw[:])
-	l := &heldLock{
-		name:  name,
+	l := &lockData{
 		subj:  lockSubject(name),
 		value: []byte(token + " " + strconv.FormatInt(s.lockTTL.Milliseconds(), 10)),
-		token: token,
 	}
 	var seenRev uint64   // revision of the other holder's entry
 	var seenAt time.Time // when this call first saw it
+	var sent time.Time   // when this call last sent a write of the lock
 	for attempt := 1; ; attempt++ {
 		e, err := s.get(ctx, l.subj)
 		if err != nil {
@@ -106,7 +99,8 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 		var rev uint64
 		switch {
 		case e == nil:
-			err = s.do(ctx, func(ctx context.Context) error {
+			sent = time.Now()
+			err = s.req.Do(ctx, func(ctx context.Context) error {
 				var err error
 				rev, err = s.kv.Create(ctx, l.subj, l.value)
 				return err
@@ -133,7 +127,8 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 			}
 			// Not renewed for a whole TTL: take it over.
 			s.log.Info("taking over a lock its holder stopped renewing", "lock", name, "ttl", ttl)
-			err = s.do(ctx, func(ctx context.Context) error {
+			sent = time.Now()
+			err = s.req.Do(ctx, func(ctx context.Context) error {
 				var err error
 				rev, err = s.kv.Update(ctx, l.subj, l.value, seenRev)
 				return err
@@ -145,76 +140,29 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 		case err != nil || ctx.Err() != nil:
 			// The write may have gone through although its reply was lost, or
 			// the caller gave up: delete whatever this token holds.
-			s.releaseStray(l)
+			s.releaseStray(name, l)
 			if err == nil {
 				err = ctx.Err()
 			}
 			return fmt.Errorf("nats: lock %q: %w", name, err)
 		}
-		l.fence, l.rev = rev, rev
-		if !s.hold(l) {
-			s.releaseStray(l)
+		l.fence, l.rev, l.written = rev, rev, sent
+		if s.locks.Hold(name, l) == nil {
+			s.releaseStray(name, l)
 			return fmt.Errorf("nats: lock %q: %w", name, errClosed)
 		}
 		return nil
 	}
 }
 
-// hold records l as held and starts its keepalive; false when s is closed.
-func (s *Storage) hold(l *heldLock) bool {
-	ctx, stop := context.WithCancel(s.ctx)
-	l.stop, l.done = stop, make(chan struct{})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		stop()
-		return false
-	}
-	if old := s.locks[l.name]; old != nil {
-		old.stop() // only possible when the old lock was lost without Unlock
-	}
-	s.locks[l.name] = l
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(l.done)
-		s.keepalive(ctx, l)
-	}()
-	return true
-}
-
-// keepalive renews l every third of LockTTL until ctx ends or the lock
-// turns out to be taken.
-func (s *Storage) keepalive(ctx context.Context, l *heldLock) {
-	every := s.lockTTL / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		held, err := s.renew(rctx, l)
-		cancel()
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.Warn("lock keepalive failed; retrying", "lock", l.name, "error", err)
-		case err == nil && !held:
-			l.lost.Store(true)
-			s.log.Error("lock lost: another client took it over", "lock", l.name)
-			return
-		}
-	}
-}
-
 // renew rewrites l's entry if it is still l's, and reports whether it was.
-func (s *Storage) renew(ctx context.Context, l *heldLock) (bool, error) {
+func (s *Storage) renew(ctx context.Context, h *heldLock) (bool, error) {
+	l := h.Data
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var rev uint64
-	err := s.do(ctx, func(ctx context.Context) error {
+	sent := time.Now()
+	err := s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
 		rev, err = s.kv.Update(ctx, l.subj, l.value, l.rev)
 		return err
@@ -233,20 +181,17 @@ func (s *Storage) renew(ctx context.Context, l *heldLock) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	l.rev = rev
+	l.rev, l.written = rev, sent
 	return true, nil
 }
 
 // held returns the lock name this Storage holds, or an error wrapping
 // storage.ErrLockLost.
 func (s *Storage) held(op, name string) (*heldLock, error) {
-	s.mu.Lock()
-	l := s.locks[name]
-	s.mu.Unlock()
-	if l == nil {
-		return nil, fmt.Errorf("nats: %s %q: this client holds no such lock: %w", op, name, storage.ErrLockLost)
+	if l := s.locks.Get(name); l != nil {
+		return l, nil
 	}
-	return l, nil
+	return nil, fmt.Errorf("nats: %s %q: this client holds no such lock: %w", op, name, storage.ErrLockLost)
 }
 
 // Unlock releases the lock called name: it deletes the entry only at the
@@ -255,20 +200,17 @@ func (s *Storage) held(op, name string) (*heldLock, error) {
 // storage.ErrLockLost: the work done under the lock may have raced with
 // that client's.
 func (s *Storage) Unlock(ctx context.Context, name string) error {
-	l, err := s.held("unlock", name)
-	if err != nil {
-		return err
+	h := s.locks.Release(name)
+	if h == nil {
+		return fmt.Errorf("nats: unlock %q: this client holds no such lock: %w", name, storage.ErrLockLost)
 	}
-	l.stop()
-	<-l.done
-	s.mu.Lock()
-	if s.locks[name] == l {
-		delete(s.locks, name)
-	}
-	s.mu.Unlock()
-	rev := l.revision()
+	l := h.Data
+	l.mu.Lock()
+	rev, written := l.rev, l.written
+	l.mu.Unlock()
+	var err error
 	for range 3 {
-		err = s.do(ctx, func(ctx context.Context) error {
+		err = s.req.Do(ctx, func(ctx context.Context) error {
 			return s.kv.Delete(ctx, l.subj, jetstream.LastRevision(rev))
 		})
 		if !isConflict(err) {
@@ -276,8 +218,14 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 		}
 		// A renewal whose reply was lost (its caller gave up) may have
 		// moved the revision on: the entry is still ours if it holds our
-		// token.
+		// token. An entry already gone was deleted by an unacknowledged
+		// attempt of this release if no one could have taken the lock
+		// over yet: that takes a whole TTL without a renewal.
 		e, gerr := s.get(ctx, l.subj)
+		if gerr == nil && e == nil && time.Since(written) < s.lockTTL {
+			err = nil
+			break
+		}
 		if gerr != nil || e == nil || string(e.Value()) != string(l.value) {
 			break
 		}
@@ -288,7 +236,7 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 		return fmt.Errorf("nats: unlock %q: another client took the lock over: %w", name, storage.ErrLockLost)
 	case err != nil:
 		return fmt.Errorf("nats: unlock %q (others take it over after %s): %w", name, s.lockTTL, err)
-	case l.lost.Load():
+	case h.Lost():
 		return fmt.Errorf("nats: unlock %q: %w", name, storage.ErrLockLost)
 	}
 	return nil
@@ -304,7 +252,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, leaseDuration
 	if err != nil {
 		return err
 	}
-	if l.lost.Load() {
+	if l.Lost() {
 		return fmt.Errorf("nats: renew lease of %q: %w", name, storage.ErrLockLost)
 	}
 	ok, err := s.renew(ctx, l)
@@ -312,7 +260,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, leaseDuration
 	case err != nil:
 		return fmt.Errorf("nats: renew lease of %q: %w", name, err)
 	case !ok:
-		l.lost.Store(true)
+		l.MarkLost()
 		return fmt.Errorf("nats: renew lease of %q: another client took the lock over: %w", name, storage.ErrLockLost)
 	}
 	return nil
@@ -327,41 +275,28 @@ func (s *Storage) FencingToken(ctx context.Context, name string) (uint64, error)
 	if err != nil {
 		return 0, err
 	}
-	e, err := s.get(ctx, l.subj)
+	e, err := s.get(ctx, l.Data.subj)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("nats: fencing token of %q: %w", name, err)
-	case e == nil || string(e.Value()) != string(l.value) || l.lost.Load():
+	case e == nil || string(e.Value()) != string(l.Data.value) || l.Lost():
 		return 0, fmt.Errorf("nats: fencing token of %q: another client took the lock over: %w", name, storage.ErrLockLost)
 	}
-	return l.fence, nil
+	return l.Data.fence, nil
 }
 
 // releaseStray deletes, in the background, l's entry if it is there. Used
 // when Lock gives up at a moment when its write may have gone through.
-func (s *Storage) releaseStray(l *heldLock) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // others take it over after LockTTL
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+func (s *Storage) releaseStray(name string, l *lockData) {
+	s.g.Go(func(gctx context.Context) {
+		ctx, cancel := context.WithTimeout(gctx, s.timeout)
 		defer cancel()
 		e, err := s.get(ctx, l.subj)
 		if err == nil && e != nil && string(e.Value()) == string(l.value) {
 			err = s.kv.Delete(ctx, l.subj, jetstream.LastRevision(e.Revision()))
 		}
 		if err != nil && !isConflict(err) {
-			s.log.Warn("could not release a lock taken as Lock gave up; others take it over after LockTTL", "lock", l.name, "error", err)
+			s.log.Warn("could not release a lock taken as Lock gave up; others take it over after LockTTL", "lock", name, "error", err)
 		}
-	}()
-}
-
-func (s *Storage) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	})
 }

@@ -12,14 +12,13 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/kvbackend"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -35,16 +34,13 @@ type Storage struct {
 	timeout time.Duration
 	chunk   int // largest value stored in one message
 	log     *slog.Logger
+	req     kvbackend.Requests
 
-	// ctx ends at Close; it owns keepalives and the change feed.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// g owns keepalives, the change feed and background cleanups.
+	g     *kvbackend.Group
+	locks *kvbackend.Locks[*lockData]
 
-	mu     sync.Mutex
-	closed bool
-	locks  map[string]*heldLock
-	hub    *feed.Hub // nil until the first Watch
+	feed kvbackend.Feed
 }
 
 // Interfaces Storage implements.
@@ -112,9 +108,11 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 		timeout: cfg.Timeout,
 		chunk:   int(nc.MaxPayload()) - messageOverhead,
 		log:     log,
-		locks:   make(map[string]*heldLock),
+		req:     kvbackend.Requests{Retry: retrier, Timeout: cfg.Timeout, Server: "NATS"},
+		g:       kvbackend.NewGroup(),
 	}
-	err = s.do(ctx, func(ctx context.Context) error {
+	s.locks = kvbackend.NewLocks(s.g, s.lockTTL/3, s.renew, s.log)
+	err = s.req.Do(ctx, func(ctx context.Context) error {
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -132,14 +130,15 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 		return err
 	})
 	if err != nil {
+		s.g.Close(nil)
 		nc.Close()
 		return nil, fmt.Errorf("nats: opening bucket %q on %s (JetStream must be enabled): %w", cfg.Bucket, server, err)
 	}
 	if s.chunk < 1<<10 {
+		s.g.Close(nil)
 		nc.Close()
 		return nil, fmt.Errorf("nats: server %s allows messages of only %d bytes: raise its max_payload", server, nc.MaxPayload())
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -152,41 +151,13 @@ func (s *Storage) String() string {
 // returned by Watch and closes the connection. Locks still held are not
 // released: they are taken over after LockTTL. Close is idempotent.
 func (s *Storage) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	h := s.hub
-	s.mu.Unlock()
-	s.cancel()
-	if h != nil {
-		h.Close()
-	}
-	s.wg.Wait()
+	s.g.Close(s.feed.Close)
 	s.nc.Close()
 	return nil
 }
 
-// cleanKey normalizes a key by trimming slashes; root reports whether
-// nothing is left. Keys with an empty component are rejected.
-func cleanKey(key string) (k string, root bool, err error) {
-	k = strings.Trim(key, "/")
-	if strings.Contains(k, "//") {
-		return "", false, fmt.Errorf("nats: key %q has an empty path component: remove the doubled '/'", key)
-	}
-	return k, k == "", nil
-}
-
-// fileKey is cleanKey for keys that must name a value.
-func fileKey(key string) (string, error) {
-	k, root, err := cleanKey(key)
-	if err == nil && root {
-		err = fmt.Errorf("nats: key %q is empty: name a value such as \"certificates/example.com.crt\"", key)
-	}
-	return k, err
-}
+func cleanKey(key string) (string, bool, error) { return kvbackend.CleanKey("nats", key) }
+func fileKey(key string) (string, error)        { return kvbackend.FileKey("nats", key) }
 
 // notExist wraps fs.ErrNotExist for key. Only the server's answer that the
 // key is absent leads here: failures never look like a missing key.
@@ -251,7 +222,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	// value replaced are known and removed.
 	for {
 		var prev jetstream.KeyValueEntry
-		err = s.do(ctx, func(ctx context.Context) error {
+		err = s.req.Do(ctx, func(ctx context.Context) error {
 			var err error
 			prev, err = s.kv.Get(ctx, subj)
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -260,7 +231,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 			return err
 		})
 		if err == nil {
-			err = s.do(ctx, func(ctx context.Context) error {
+			err = s.req.Do(ctx, func(ctx context.Context) error {
 				var err error
 				if prev == nil {
 					_, err = s.kv.Create(ctx, subj, entry)
@@ -308,7 +279,7 @@ func (s *Storage) storeChunks(ctx context.Context, value []byte) (chunked, error
 	for off := 0; off < len(value); off += s.chunk {
 		part := value[off:min(off+s.chunk, len(value))]
 		subj := chunkSubject(c.id, c.count)
-		err := s.do(ctx, func(ctx context.Context) error {
+		err := s.req.Do(ctx, func(ctx context.Context) error {
 			_, err := s.kv.Put(ctx, subj, part)
 			return err
 		})
@@ -325,29 +296,22 @@ func (s *Storage) storeChunks(ctx context.Context, value []byte) (chunked, error
 // deleteChunks removes c's chunks in the background; leftovers of a failure
 // cost only space.
 func (s *Storage) deleteChunks(c chunked) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.g.Go(func(gctx context.Context) {
 		for n := range c.count {
-			ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+			ctx, cancel := context.WithTimeout(gctx, s.timeout)
 			err := s.kv.Purge(ctx, chunkSubject(c.id, n))
 			cancel()
-			if err != nil && s.ctx.Err() == nil {
+			if err != nil && gctx.Err() == nil {
 				s.log.Warn("could not delete a chunk of a replaced value", "chunk", chunkSubject(c.id, n), "error", err)
 			}
 		}
-	}()
+	})
 }
 
 // get returns the entry of subj, or nil when it is absent.
 func (s *Storage) get(ctx context.Context, subj string) (jetstream.KeyValueEntry, error) {
 	var e jetstream.KeyValueEntry
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.req.Do(ctx, func(ctx context.Context) error {
 		var err error
 		e, err = s.kv.Get(ctx, subj)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -413,7 +377,7 @@ func (s *Storage) loadChunks(ctx context.Context, c chunked) (out []byte, comple
 // most limit of them when limit > 0.
 func (s *Storage) subjects(ctx context.Context, filter string, limit int) ([]string, error) {
 	var keys []string
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.req.Do(ctx, func(ctx context.Context) error {
 		keys = keys[:0]
 		w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 		if err != nil {
@@ -459,7 +423,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	for _, subj := range append(below, valueSubject(k)) {
 		e, err := s.get(ctx, subj)
 		if err == nil && e != nil {
-			err = s.do(ctx, func(ctx context.Context) error { return s.kv.Delete(ctx, subj) })
+			err = s.req.Do(ctx, func(ctx context.Context) error { return s.kv.Delete(ctx, subj) })
 			if c, ok := parseChunked(e.Value()); ok && err == nil {
 				s.deleteChunks(c)
 			}

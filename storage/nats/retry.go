@@ -1,9 +1,7 @@
 package nats
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -13,26 +11,13 @@ import (
 )
 
 // retrier retries transient errors: up to 5 tries, backing off from 50 ms
-// doubling to 1 s, never past the caller's context.
+// doubling to 1 s, never past the caller's context; each attempt bounded
+// by Config.Timeout (Storage.req).
 var retrier = storage.Retry{
 	Attempts:   5,
 	MinBackoff: 50 * time.Millisecond,
 	MaxBackoff: time.Second,
 	Transient:  transient,
-}
-
-// do runs op under retrier, each attempt bounded by Timeout.
-func (s *Storage) do(ctx context.Context, op func(ctx context.Context) error) error {
-	return retrier.Do(ctx, func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		err := op(actx)
-		if err != nil && actx.Err() != nil && ctx.Err() == nil {
-			// The attempt's own deadline, not the caller's: worth another try.
-			return storage.Transient(fmt.Errorf("no answer from NATS within %s", s.timeout))
-		}
-		return err
-	})
 }
 
 // transient reports whether err is worth retrying: the connection is down

@@ -23,66 +23,31 @@ var watchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Seco
 // receiver falls more than 1024 keys behind. When Watch returns, the
 // watcher is established: every later change is reported.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
-	h, err := s.startFeed(ctx)
+	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *feed.Hub), error) {
+		w, err := s.newWatcher(ctx)
+		return func(ctx context.Context, h *feed.Hub) { s.runFeed(ctx, h, w) }, err
+	})
 	if err != nil {
-		return nil, err
-	}
-	ch, err := h.Subscribe(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("nats: watch: %w", errClosed)
+		return nil, fmt.Errorf("nats: watch: %w", err)
 	}
 	return ch, nil
 }
 
-// startFeed returns the hub, creating the KV watcher on first use.
-func (s *Storage) startFeed(ctx context.Context) (*feed.Hub, error) {
-	s.mu.Lock()
-	h, closed := s.hub, s.closed
-	s.mu.Unlock()
-	switch {
-	case closed:
-		return nil, fmt.Errorf("nats: watch: %w", errClosed)
-	case h != nil:
-		return h, nil
-	}
-	w, err := s.newWatcher(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("nats: watch: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		_ = w.Stop()
-		return nil, fmt.Errorf("nats: watch: %w", errClosed)
-	case s.hub != nil: // another Watch call won the race
-		_ = w.Stop()
-		return s.hub, nil
-	}
-	s.hub = &feed.Hub{}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runFeed(s.hub, w)
-	}()
-	return s.hub, nil
-}
-
-// newWatcher creates a watcher of the value keys; the watcher outlives ctx
-// (it is stopped by runFeed).
+// newWatcher creates a watcher of the value keys within ctx; the watcher
+// lives until Close.
 func (s *Storage) newWatcher(ctx context.Context) (jetstream.KeyWatcher, error) {
 	var w jetstream.KeyWatcher
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.req.Do(ctx, func(context.Context) error {
 		var err error
-		w, err = s.kv.Watch(s.ctx, "v.>", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+		w, err = s.kv.Watch(s.g.Context(), "v.>", jetstream.UpdatesOnly(), jetstream.MetaOnly())
 		return err
 	})
 	return w, err
 }
 
-// runFeed delivers the watcher's keys until Close, recreating the watcher
-// when it ends.
-func (s *Storage) runFeed(h *feed.Hub, w jetstream.KeyWatcher) {
+// runFeed delivers the watcher's keys until ctx ends (at Close),
+// recreating the watcher when it ends.
+func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, w jetstream.KeyWatcher) {
 	for fails := 0; ; {
 		for e := range w.Updates() {
 			if e == nil {
@@ -98,15 +63,15 @@ func (s *Storage) runFeed(h *feed.Hub, w jetstream.KeyWatcher) {
 		}
 		_ = w.Stop()
 		for {
-			if s.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			fails++
-			if backoff.Sleep(s.ctx, watchRetry.Delay(fails)) != nil {
+			if backoff.Sleep(ctx, watchRetry.Delay(fails)) != nil {
 				return
 			}
 			var err error
-			if w, err = s.newWatcher(s.ctx); err == nil {
+			if w, err = s.newWatcher(ctx); err == nil {
 				s.log.Info("change feed restarted; asking watchers to reload")
 				h.Broadcast("")
 				break
