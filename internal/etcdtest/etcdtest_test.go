@@ -1,6 +1,11 @@
 package etcdtest
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/internal/wait"
+)
 
 func TestClusterOfThreeElectsALeader(t *testing.T) {
 	c := Start(t, 3)
@@ -8,7 +13,9 @@ func TestClusterOfThreeElectsALeader(t *testing.T) {
 		t.Fatalf("%d members", len(c.Members))
 	}
 	c.Members[0].Kill()
-	if c.Members[1].Exited() || !c.Members[1].Healthy() {
+	// The survivors elect a new leader if the killed one led: that takes an
+	// election timeout or two.
+	if !wait.Until(30*time.Second, func() bool { return c.Members[1].Healthy() }) || c.Members[1].Exited() {
 		t.Fatal("a two-member majority is not healthy after one member was killed")
 	}
 }
