@@ -33,6 +33,7 @@ type Manager struct {
 	log     *slog.Logger
 	dns01   *dns01.Solver
 	onEvent func(Event)
+	gate    *caGate // the fleet's CA back-off and order budget
 
 	// served is what the handshake path reads.
 	served   served
@@ -92,6 +93,7 @@ func New(cfg Config) (*Manager, error) {
 		store, m.closer = st, closer
 	}
 	m.storage = observeStorage(store, &m.stats)
+	m.gate = newCAGate(m.storage, m.member, m.log, s.orderBudget, s.orderBudgetWindow)
 	cfg.DNS = dnsprovider.Observe(cfg.DNS, m.observeDNS(dnsprovider.Name(cfg.DNS)))
 	if m.dns01, err = newSolver(cfg, s, m.storage, m.stats.propagation.observe); err != nil {
 		if m.closer != nil {

@@ -61,6 +61,11 @@ type MemberSpec struct {
 	// are managed by all.
 	ShareNames bool `json:"share_names"`
 
+	// OrderBudget and OrderBudgetWindow are tlsauto.Config's: the orders
+	// the fleet places with the CA in any window.
+	OrderBudget       int           `json:"order_budget"`
+	OrderBudgetWindow time.Duration `json:"order_budget_window"`
+
 	// LogLevel is the level of the member's logs on standard error.
 	LogLevel slog.Level `json:"log_level"`
 }
@@ -185,6 +190,8 @@ func (r *member) run(stdin io.Reader) error {
 		SyncInterval:         spec.SyncInterval,
 		SolverLease:          spec.SolverLease,
 		ShareNames:           spec.ShareNames,
+		OrderBudget:          spec.OrderBudget,
+		OrderBudgetWindow:    spec.OrderBudgetWindow,
 		OnEvent:              r.onEvent,
 	})
 	if err != nil {
