@@ -133,10 +133,12 @@ func newCAGate(store certmagic.Storage, member string, log *slog.Logger, budget 
 		known: map[caAccount]backoffRecord{}, errs: map[caAccount]int{},
 	}
 	// The CA counts an order when it arrives; the gate when it lets the
-	// order go. The margin covers the time between the two (key
-	// generation, a nonce, storage reads), and clocks that differ a little.
-	margin := min(window/10, time.Second)
-	g.window, g.grace = window+margin, margin
+	// order go, or at the time of the slot the order claims (up to grace
+	// later). The margin covers both: the grace, and the time from the
+	// gate to the CA (key generation, storage reads, a nonce; seconds on a
+	// loaded machine) with clocks that differ a little.
+	g.grace = min(window/20, time.Second)
+	g.window = window + g.grace + min(window/5, 30*time.Second)
 	return g
 }
 
@@ -223,13 +225,13 @@ func (g *caGate) reserve(ctx context.Context, acct caAccount, name string, now t
 	if ok {
 		return nil
 	}
-	reason := fmt.Sprintf("%d orders per %v; a slot is reserved for %s", g.budget, g.window-g.grace, name)
+	reason := fmt.Sprintf("%d orders per %v; a slot is reserved for %s", g.budget, g.window, name)
 	if !stored {
 		// Beyond one window ahead nothing is reserved: come back a little
 		// before the slot, spread so that the names do not all come at
 		// once, and reserve then.
 		at = at.Add(-g.window / 2).Add(backoff.Jitter(g.window / 2))
-		reason = fmt.Sprintf("%d orders per %v; every slot of the next window is reserved", g.budget, g.window-g.grace)
+		reason = fmt.Sprintf("%d orders per %v; every slot of the next window is reserved", g.budget, g.window)
 	}
 	return &WaitError{Until: at, Reason: reason, Err: ErrOrderBudget}
 }
