@@ -21,7 +21,8 @@
 //
 // The DNS-01 solver that writes challenge records through a Provider is in
 // package dnsprovider/dns01; this package and the provider packages do not
-// link it (nor its DNS and ACME libraries).
+// link it (nor its ACME libraries; of the providers, only rfc2136 links
+// miekg/dns, the DNS protocol it speaks).
 //
 // The wrappers keep the optional libdns interfaces (RecordGetter,
 // RecordSetter, ZoneLister) of the provider they wrap: a type assertion on the

@@ -190,6 +190,27 @@ type Config struct {
 	// OrderBudgetWindow is the window of OrderBudget. Default:
 	// DefaultOrderBudgetWindow (3 hours); 1 s to 7 days.
 	OrderBudgetWindow time.Duration
+	// SessionTickets says whose keys encrypt TLS session tickets:
+	// TicketsShared (the default) keeps them in Storage, so that a session
+	// begun at one member of the fleet resumes at any other; TicketsLocal
+	// leaves them to crypto/tls, which makes random keys for each
+	// tls.Config value; TicketsOff turns session tickets off. See
+	// Manager.InstallSessionTickets.
+	SessionTickets TicketMode
+
+	// SessionTicketRotation is how often, under TicketsShared, a new
+	// session ticket key is made (by one member, for the whole fleet) and
+	// starts encrypting new tickets. Default: 12 hours; 1 s to 7 days.
+	SessionTicketRotation time.Duration
+
+	// SessionTicketLifetime is how long, under TicketsShared, a session
+	// ticket key still decrypts tickets after it was made: a ticket
+	// resumes for between SessionTicketLifetime−SessionTicketRotation and
+	// SessionTicketLifetime after it was issued. Default: 3 ×
+	// SessionTicketRotation (36 hours with the default rotation);
+	// SessionTicketRotation to 16 × SessionTicketRotation, and at most
+	// 7 days (crypto/tls refuses older sessions anyway).
+	SessionTicketLifetime time.Duration
 }
 
 // CA is an ACME certificate authority of Config.CAs.
@@ -261,6 +282,7 @@ type settings struct {
 
 	orderBudget       int // 0: none
 	orderBudgetWindow time.Duration
+	tickets           ticketSettings
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -340,6 +362,9 @@ func (c *Config) validate() (settings, error) {
 		s.minLifetimeLeft = f
 	}
 	if s.orderBudget, s.orderBudgetWindow, err = c.checkOrderBudget(); err != nil {
+		return s, err
+	}
+	if s.tickets, err = c.checkTickets(); err != nil {
 		return s, err
 	}
 	s.shareNames = c.ShareNames

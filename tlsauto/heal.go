@@ -42,13 +42,13 @@ func (m *Manager) heal(ctx context.Context, name string) bool {
 	healed := false
 	for _, issuer := range m.issuerKeys() {
 		checkAccount := func(ctx context.Context) ([]string, string) { return m.inspectAccount(ctx, issuer) }
-		if keys, reason := checkAccount(ctx); reason != "" {
+		if _, reason := checkAccount(ctx); reason != "" {
 			lock := "register_acme_account_" + m.s.email
-			healed = m.quarantineUnder(ctx, lock, name, keys, reason, checkAccount) || healed
+			healed = m.quarantineUnder(ctx, lock, name, checkAccount) || healed
 		}
 		checkCert := func(ctx context.Context) ([]string, string) { return m.inspectCert(ctx, issuer, name) }
-		if keys, reason := checkCert(ctx); reason != "" {
-			if m.quarantineUnder(ctx, "issue_cert_"+name, name, keys, reason, checkCert) {
+		if _, reason := checkCert(ctx); reason != "" {
+			if m.quarantineUnder(ctx, "issue_cert_"+name, name, checkCert) {
 				// certmagic must not keep managing what was moved aside.
 				m.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: name, IssuerKey: issuer}})
 				healed = true
@@ -59,8 +59,8 @@ func (m *Manager) heal(ctx context.Context, name string) bool {
 }
 
 // quarantineUnder takes the storage lock, checks again (another member
-// may have healed it meanwhile) and quarantines keys.
-func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, keys []string, reason string, check func(context.Context) ([]string, string)) bool {
+// may have healed it meanwhile) and quarantines what check finds unusable.
+func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, check func(context.Context) ([]string, string)) bool {
 	if err := m.storage.Lock(ctx, lock); err != nil {
 		m.log.Warn("cannot lock to quarantine unusable stored data", "name", name, "lock", lock, "error", err)
 		return false
@@ -70,7 +70,8 @@ func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, keys [
 			m.log.Warn("releasing a lock", "lock", lock, "error", err)
 		}
 	}()
-	if keys, reason = check(ctx); reason == "" {
+	keys, reason := check(ctx)
+	if reason == "" {
 		return true // healed by another member: try again now
 	}
 	if err := m.quarantine(ctx, name, keys, reason); err != nil {

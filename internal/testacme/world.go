@@ -1,6 +1,7 @@
 package testacme
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -61,6 +62,14 @@ type Options struct {
 	// again for a certificate's renewal information (ARI), in whole
 	// seconds. Default (0): Pebble's 6 hours.
 	ARIRetryAfter time.Duration
+
+	// VAResolver is the ip:port of the DNS server that Pebble's validation
+	// asks for challenge records (over TCP, recursion desired), in place of
+	// the world's own DNS server: a recursive server in front of another
+	// authoritative server (internal/testacme/bind), which chases a CNAME
+	// at _acme-challenge the way a CA's resolver does. Default: the world's
+	// DNS server.
+	VAResolver string
 
 	// Logger receives Pebble's logs. Default: discarded.
 	Logger *log.Logger
@@ -173,7 +182,7 @@ func New(opts Options) (*World, error) {
 		"PEBBLE_AUTHZREUSE":          reuse,
 		"PEBBLE_WFE_ORDERS_PER_PAGE": "",
 	}, func() http.Handler {
-		validator := va.New(logger, 0, 0, false, w.dns.Addr(), w.db)
+		validator := va.New(logger, 0, 0, false, cmp.Or(opts.VAResolver, w.dns.Addr()), w.db)
 		front := wfe.New(logger, w.db, validator, authority, []string{"pebble.letsencrypt.org"},
 			false, len(opts.EABKeys) > 0, 0, 0)
 		return front.Handler()
@@ -226,6 +235,12 @@ func (o Options) validate() error {
 	}
 	if o.BadNoncePercent < 0 || o.BadNoncePercent > 100 {
 		return fmt.Errorf("testacme: Options.BadNoncePercent %d: want 0 to 100", o.BadNoncePercent)
+	}
+	if o.VAResolver != "" {
+		host, _, err := net.SplitHostPort(o.VAResolver)
+		if err != nil || net.ParseIP(host) == nil {
+			return fmt.Errorf("testacme: Options.VAResolver %q: want ip:port such as 127.0.0.1:5353", o.VAResolver)
+		}
 	}
 	if o.Intermediates < 0 || o.Intermediates > 10 {
 		return fmt.Errorf("testacme: Options.Intermediates %d: want 0 (default 1) to 10", o.Intermediates)
