@@ -393,7 +393,7 @@ func (m *Manager) publish(name string, cert *tls.Certificate, source string) boo
 		return false
 	}
 	if changed {
-		m.notePublished(name, cert, source)
+		m.queueNote(name, source)
 	}
 	return changed
 }

@@ -41,6 +41,11 @@ type Manager struct {
 	stats    stats
 	member   string                    // this process, as Status and storage records name it
 	lastSync atomic.Pointer[time.Time] // last certificate read from storage
+	chains   sync.Map                  // chains that verified: digest → when the first expires (verify.go)
+
+	noteMu   sync.Mutex
+	notes    map[string]string // names whose Status notes are due → source (status.go)
+	noteWake chan struct{}
 
 	// closer releases storage the Manager opened itself (the default).
 	closer io.Closer
@@ -81,6 +86,7 @@ func New(cfg Config) (*Manager, error) {
 		onEvent:      cfg.OnEvent,
 		sem:          make(chan struct{}, attemptConcurrency),
 		names:        make(map[string]*entry),
+		noteWake:     make(chan struct{}, 1),
 		keys:         make(map[string]string),
 		changed:      make(chan struct{}),
 		shutdownDone: make(chan struct{}),
@@ -154,6 +160,7 @@ func (m *Manager) start(ctx context.Context) {
 			m.log.Warn("starting the DNS-01 solver; will retry with the first challenge", "error", err)
 		}
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
+		m.wg.Go(func() { m.noteLoop(m.ctx) })
 		if m.tickets != nil {
 			// The fleet's keys are read (or made) before the first name is
 			// served, so that its first tickets resume at every member.

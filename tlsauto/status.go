@@ -244,11 +244,52 @@ func (m *Manager) noteObtainedBy(ctx context.Context, name string) {
 	}
 }
 
+// queueNote asks noteLoop to update what Status says of the certificate
+// just served for name. The storage reads that takes are kept off the path
+// that brings names under management: at start, thousands of names are
+// published at once.
+func (m *Manager) queueNote(name, source string) {
+	m.noteMu.Lock()
+	if m.notes == nil {
+		m.notes = map[string]string{}
+	}
+	m.notes[name] = source
+	m.noteMu.Unlock()
+	select {
+	case m.noteWake <- struct{}{}:
+	default:
+	}
+}
+
+// noteLoop runs notePublished for the names queueNote queues, until ctx
+// ends.
+func (m *Manager) noteLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.noteWake:
+		}
+		m.noteMu.Lock()
+		notes := m.notes
+		m.notes = nil
+		m.noteMu.Unlock()
+		for name, source := range notes {
+			if ctx.Err() != nil {
+				return
+			}
+			if cert := m.served.load().lookupManaged(name); cert != nil && cert.Leaf != nil {
+				m.notePublished(ctx, name, cert, source)
+			}
+		}
+	}
+}
+
 // notePublished updates what Status says of a certificate just served for
 // name: who obtained it and when it renews and why; and, when it came from
 // storage, counts how long after it was stored it got here.
-func (m *Manager) notePublished(name string, cert *tls.Certificate, source string) {
-	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+func (m *Manager) notePublished(ctx context.Context, name string, cert *tls.Certificate, source string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	issuer := m.issuerOf(ctx, name, cert)
 	if source == "storage" {

@@ -36,6 +36,16 @@ func TestStatusHealthAndStatsTellWhatHappened(t *testing.T) {
 		t.Fatal("Start succeeded although down.example.test cannot be obtained")
 	}
 
+	// What Status says of who obtained a certificate and when it renews is
+	// read from storage in the background after the certificate is served.
+	wait.For(t, 30*time.Second, "Status to note who obtained up.example.test", func() bool {
+		for _, ns := range m.Status().Names {
+			if ns.Name == "up.example.test" && ns.ObtainedBy != "" && !ns.RenewAt.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
 	st := m.Status()
 	byName := map[string]tlsauto.NameStatus{}
 	for _, ns := range st.Names {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -75,8 +76,46 @@ func covers(leaf *x509.Certificate, name string) error {
 	return nil
 }
 
-// verifyChain checks the chain of leaf, whose intermediates come as DER.
+// verifyChain checks the chain of leaf, whose intermediates come as DER. A
+// chain that verified is remembered (by a digest of its certificates) until
+// the first of them expires, so that thousands of names loaded at start, or
+// the same certificate seen through several paths, are verified once.
 func (m *Manager) verifyChain(leaf *x509.Certificate, rest [][]byte, at time.Time) error {
+	h := sha256.New()
+	h.Write(leaf.Raw)
+	for _, der := range rest {
+		h.Write(der)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	if until, ok := m.chains.Load(key); ok && at.Before(until.(time.Time)) {
+		return nil
+	}
+	if err := m.checkChain(leaf, rest, at); err != nil {
+		return err
+	}
+	until := leaf.NotAfter
+	for _, der := range rest {
+		if c, err := x509.ParseCertificate(der); err == nil && c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	m.chains.Store(key, until)
+	return nil
+}
+
+// forgetExpiredChains drops remembered chains that have expired.
+func (m *Manager) forgetExpiredChains(now time.Time) {
+	m.chains.Range(func(k, v any) bool {
+		if !now.Before(v.(time.Time)) {
+			m.chains.Delete(k)
+		}
+		return true
+	})
+}
+
+// checkChain does verifyChain's work.
+func (m *Manager) checkChain(leaf *x509.Certificate, rest [][]byte, at time.Time) error {
 	inter := make([]*x509.Certificate, 0, len(rest))
 	pool := x509.NewCertPool()
 	for i, der := range rest {
@@ -141,6 +180,7 @@ func (m *Manager) expiryLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			m.dropExpired(time.Now())
+			m.forgetExpiredChains(time.Now())
 		}
 	}
 }
