@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -197,11 +198,15 @@ func (m *Manager) notifyLocked() {
 // served with a certificate valid now and not overdue) or refused for good,
 // or ctx ends.
 func (m *Manager) await(ctx context.Context, names []string) error {
+	// Only the names still pending are looked at again after a change, so
+	// that thousands of names coming under management one by one do not
+	// make this quadratic.
+	pending := slices.Clone(names)
+	var errs []error
 	for {
 		m.mu.Lock()
-		var errs []error
-		pending := false
-		for _, name := range names {
+		still := pending[:0]
+		for _, name := range pending {
 			e, ok := m.names[name]
 			switch {
 			case !ok:
@@ -209,15 +214,19 @@ func (m *Manager) await(ctx context.Context, names []string) error {
 			case e.gaveUp:
 				errs = append(errs, fmt.Errorf("%s: %w", name, e.lastErr))
 			case !e.managed:
-				pending = true
-				if ctx.Err() != nil {
-					errs = append(errs, notServed(e, ctx.Err()))
-				}
+				still = append(still, name)
 			}
+		}
+		pending = still
+		if len(pending) > 0 && ctx.Err() != nil {
+			for _, name := range pending {
+				errs = append(errs, notServed(m.names[name], ctx.Err()))
+			}
+			pending = nil
 		}
 		changed := m.changed
 		m.mu.Unlock()
-		if !pending || ctx.Err() != nil {
+		if len(pending) == 0 {
 			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("tlsauto: %w", err)
 			}

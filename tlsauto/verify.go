@@ -126,19 +126,24 @@ func (m *Manager) checkChain(leaf *x509.Certificate, rest [][]byte, at time.Time
 		inter = append(inter, c)
 		pool.AddCert(c)
 	}
-	opts := x509.VerifyOptions{
-		Roots:         m.s.chainRoots,
-		Intermediates: pool,
-		CurrentTime:   at,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	_, err := leaf.Verify(opts)
-	if err == nil {
-		return nil
-	}
-	var unknown x509.UnknownAuthorityError
-	if m.s.chainRoots != nil || !errors.As(err, &unknown) {
-		return fmt.Errorf("the chain does not verify: %w", err)
+	// Intermediates already known not to reach a system root (a private
+	// CA's) go straight to the completeness check below.
+	privKey := sha256.Sum256(bytes.Join(rest, nil))
+	if _, private := m.chains.Load(privKey); !private || m.s.chainRoots != nil {
+		opts := x509.VerifyOptions{
+			Roots:         m.s.chainRoots,
+			Intermediates: pool,
+			CurrentTime:   at,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		_, err := leaf.Verify(opts)
+		if err == nil {
+			return nil
+		}
+		var unknown x509.UnknownAuthorityError
+		if m.s.chainRoots != nil || !errors.As(err, &unknown) {
+			return fmt.Errorf("the chain does not verify: %w", err)
+		}
 	}
 	// No system root: accept the chain the CA returned if it is complete.
 	if len(inter) == 0 {
@@ -151,6 +156,7 @@ func (m *Manager) checkChain(leaf *x509.Certificate, rest [][]byte, at time.Time
 		}
 		prev = c
 	}
+	m.chains.Store(privKey, inter[len(inter)-1].NotAfter)
 	return nil
 }
 
