@@ -35,6 +35,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/certfleet/certfleet/internal/quarantine"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -55,7 +56,16 @@ const (
 // ErrDecrypt is returned (wrapped) by Load for a value that cannot be
 // decrypted: it was tampered with, moved from another key, is not sealed by
 // this package, or was sealed with a key that is not configured.
-var ErrDecrypt = errors.New("cannot decrypt stored value")
+var ErrDecrypt error = decryptError{}
+
+// decryptError is ErrDecrypt's type. It also matches the corruption that
+// certfleet's packages quarantine (internal/quarantine.ErrCorrupt), so that
+// those which must not link this package still tell a value that does not
+// decrypt from an outage.
+type decryptError struct{}
+
+func (decryptError) Error() string        { return "cannot decrypt stored value" }
+func (decryptError) Is(target error) bool { return target == quarantine.ErrCorrupt }
 
 // Config configures New.
 type Config struct {
