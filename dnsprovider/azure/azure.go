@@ -257,16 +257,16 @@ type Provider struct {
 func (p *Provider) ProviderName() string { return "azure" }
 
 // String describes the provider without its client secret.
-func (p *Provider) String() string { return "azure.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "azure.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its client secret.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }
 
 // redact removes the client secret from a text taken from an answer.
 func (p *Provider) redact(s string) string {
@@ -276,5 +276,6 @@ func (p *Provider) redact(s string) string {
 var (
 	_ dnsprovider.Provider = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 )

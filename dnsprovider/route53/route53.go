@@ -384,21 +384,22 @@ type Provider struct {
 func (p *Provider) ProviderName() string { return "route53" }
 
 // String describes the provider without its credentials.
-func (p *Provider) String() string { return "route53.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "route53.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its credentials.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }
 
 var (
 	_ dnsprovider.Provider = (*Provider)(nil)
 	_ libdns.RecordGetter  = (*Provider)(nil)
 	_ libdns.RecordSetter  = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 )

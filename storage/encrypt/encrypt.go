@@ -32,6 +32,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/caddyserver/certmagic"
 
@@ -75,13 +76,14 @@ type Config struct {
 	// Keys are the encryption keys, KeySize random bytes each (KeysFromEnv
 	// reads them). The first key encrypts new values; every key decrypts
 	// the values it encrypted. At least one is required: there is no
-	// default key.
-	Keys [][]byte
+	// default key. Formatting Keys (fmt, slog) shows only how many there
+	// are and their KeyIDs.
+	Keys Keys
 }
 
 // String describes c without key material: only how many keys it holds.
 func (c Config) String() string {
-	return fmt.Sprintf("encrypt.Config{Storage: %v, Keys: %d keys (redacted)}", c.Storage, len(c.Keys))
+	return fmt.Sprintf("encrypt.Config{Storage: %s, Keys: %s}", describe(c.Storage), c.Keys)
 }
 
 // GoString is String, so that %#v shows no key material either.
@@ -89,6 +91,20 @@ func (c Config) GoString() string { return c.String() }
 
 // Format writes String for every verb, so that no verb shows key material.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is how slog shows a Config: without key material.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("storage", describe(c.Storage)), slog.Any("keys", c.Keys))
+}
+
+// describe names a storage without formatting it by reflection, which
+// could print the credentials of a storage that has no String method.
+func describe(s storage.Storage) string {
+	if st, ok := s.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
 
 // encrypted encrypts values on their way to the storage it wraps. It is
 // safe for concurrent use.
@@ -180,7 +196,7 @@ func newSealer(key []byte) (sealer, error) {
 
 // String describes the storage without any key material.
 func (s *encrypted) String() string {
-	return fmt.Sprintf("encrypted (key %x) %v", s.keys[0].id, s.Storage)
+	return fmt.Sprintf("encrypted (key %x) %s", s.keys[0].id, describe(s.Storage))
 }
 
 // additionalData binds a sealed value to its header and its storage key.
