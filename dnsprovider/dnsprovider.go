@@ -21,7 +21,8 @@
 //
 // The DNS-01 solver that writes challenge records through a Provider is in
 // package dnsprovider/dns01; this package and the provider packages do not
-// link it (nor its DNS and ACME libraries).
+// link it (nor its ACME libraries; of the providers, only rfc2136 links
+// miekg/dns, the DNS protocol it speaks).
 //
 // The wrappers keep the optional libdns interfaces (RecordGetter,
 // RecordSetter, ZoneLister) of the provider they wrap: a type assertion on the
@@ -80,11 +81,16 @@ type wrapper interface {
 	describe() string
 }
 
-// expose returns w with exactly the optional interfaces that inner has.
-func expose(w fullProvider, inner Provider) Provider {
-	_, g := inner.(libdns.RecordGetter)
-	_, s := inner.(libdns.RecordSetter)
-	_, l := inner.(libdns.ZoneLister)
+// expose returns w with exactly the optional interfaces that every one of
+// inners has.
+func expose(w fullProvider, inners ...Provider) Provider {
+	g, s, l := true, true, true
+	for _, inner := range inners {
+		_, gi := inner.(libdns.RecordGetter)
+		_, si := inner.(libdns.RecordSetter)
+		_, li := inner.(libdns.ZoneLister)
+		g, s, l = g && gi, s && si, l && li
+	}
 	type (
 		getter = libdns.RecordGetter
 		setter = libdns.RecordSetter

@@ -15,6 +15,7 @@ var builtins = map[string]string{
 	"azure":          "github.com/certfleet/certfleet/dnsprovider/azure",
 	"cloudflare":     "github.com/certfleet/certfleet/dnsprovider/cloudflare",
 	"googleclouddns": "github.com/certfleet/certfleet/dnsprovider/googleclouddns",
+	"rfc2136":        "github.com/certfleet/certfleet/dnsprovider/rfc2136",
 	"route53":        "github.com/certfleet/certfleet/dnsprovider/route53",
 }
 

@@ -30,21 +30,7 @@ func TestIssuesOnEveryBackend(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				ctx := context.Background()
-				raw, err := storage.Open(ctx, b.URL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() {
-					if c, ok := raw.(io.Closer); ok {
-						c.Close()
-					}
-				})
-				store := raw
-				if encrypted {
-					if store, err = encrypt.New(encrypt.Config{Storage: raw, Keys: [][]byte{key}}); err != nil {
-						t.Fatal(err)
-					}
-				}
+				store, raw := openBackend(t, b, encrypted, key)
 				host := name + ".example.test"
 				if encrypted {
 					host = "enc-" + b.Name + ".example.test"
@@ -73,4 +59,26 @@ func TestIssuesOnEveryBackend(t *testing.T) {
 			})
 		}
 	}
+}
+
+// openBackend opens b's storage for the test, encrypted with key over the
+// raw storage if asked; both are closed when the test ends.
+func openBackend(t *testing.T, b backendtest.Backend, encrypted bool, key []byte) (store, raw storage.Storage) {
+	t.Helper()
+	raw, err := storage.Open(context.Background(), b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c, ok := raw.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	if !encrypted {
+		return raw, raw
+	}
+	if store, err = encrypt.New(encrypt.Config{Storage: raw, Keys: [][]byte{key}}); err != nil {
+		t.Fatal(err)
+	}
+	return store, raw
 }

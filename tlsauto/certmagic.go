@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -12,13 +13,14 @@ import (
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
 // newSolver builds the DNS-01 solver of one Manager: certfleet's own, which
 // journals its records in store, the storage the fleet shares.
-func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, error) {
+func newSolver(c Config, s settings, store certmagic.Storage, onPropagated func(time.Duration)) (*dns01.Solver, error) {
 	timeout := s.propagationTTL
 	if timeout < 0 {
 		timeout = 0 // no check: the solver's default applies to nothing
@@ -32,6 +34,7 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 		PropagationDelay:   c.PropagationDelay,
 		PropagationTimeout: timeout,
 		OwnerLease:         c.SolverLease,
+		OnPropagated:       onPropagated,
 		SweepInterval:      c.SolverLease, // a dead member is noticed at the lease's granularity
 		Logger:             s.logger.With("component", "certfleet", "logger", "dns01"),
 	}
@@ -54,16 +57,18 @@ func newSolver(c Config, s settings, store certmagic.Storage) (*dns01.Solver, er
 // certmagic.DefaultACME.Resolver); and the lease asked of a
 // LockLeaseRenewer adds DefaultACME.CertObtainTimeout, which certfleet's
 // backends never let shorten a lease.
-func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Cache, *certmagic.Config, error) {
-	roots := c.CARoots
-	if roots == nil {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			return nil, nil, fmt.Errorf("CARoots: not set, and the system roots cannot be read (%w): set CARoots", err)
+func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status string)) (*certmagic.Cache, *certmagic.Config, error) {
+	var systemRoots *x509.CertPool
+	for _, ca := range s.cas {
+		if ca.Roots == nil && systemRoots == nil {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				return nil, nil, fmt.Errorf("CARoots: not set, and the system roots cannot be read (%w): set CARoots", err)
+			}
+			systemRoots = pool
 		}
-		roots = pool
 	}
-	zlog := newZapLogger(s.logger)
+	zlog := newZapLogger(s.logger, onACME)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
@@ -75,7 +80,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	template := certmagic.Config{
 		RenewalWindowRatio: s.renewalRatio,
 		OnEvent:            onEvent,
-		ShouldEmitFunc:     func(e string) bool { return e == "cert_obtained" || e == "cert_failed" },
+		ShouldEmitFunc:     func(e string) bool { return e == "cert_obtaining" || e == "cert_obtained" || e == "cert_failed" },
 		OnDemand:           nil, // certificates only for the configured names
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: s.keyType},
 		Storage:            store,
@@ -89,16 +94,29 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	magic.DefaultServerName, magic.FallbackServerName = "", ""
 	magic.LocalCache = nil
 
+	// One issuer per CA, in order: certmagic tries the next when one fails
+	// an attempt, and the first again at the next attempt (a renewal goes
+	// back to a CA that recovered).
+	magic.Issuers = make([]certmagic.Issuer, 0, len(s.cas))
+	for _, ca := range s.cas {
+		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, zlog))
+	}
+	return cache, magic, nil
+}
+
+// newIssuer builds the ACME issuer of one CA, then overwrites what
+// NewACMEIssuer inherited from certmagic.DefaultACME.
+func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, zlog *zap.Logger) *certmagic.ACMEIssuer {
 	var eab *acme.EAB
-	if c.EAB != nil {
-		eab = &acme.EAB{KeyID: c.EAB.KeyID, MACKey: c.EAB.MACKey}
+	if ca.EAB != nil {
+		eab = &acme.EAB{KeyID: ca.EAB.KeyID, MACKey: ca.EAB.MACKey}
 	}
 	iss := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
-		CA:                      s.ca,
+		CA:                      ca.URL,
 		Email:                   s.email,
 		Agreed:                  true,
 		ExternalAccount:         eab,
-		Profile:                 c.Profile,
+		Profile:                 ca.Profile,
 		DisableHTTPChallenge:    true,
 		DisableTLSALPNChallenge: true,
 		DNS01Solver:             solver,
@@ -108,9 +126,8 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 		HTTPProxy:               http.ProxyFromEnvironment,
 		Logger:                  zlog.Named("acme"),
 	})
-	// Undo what NewACMEIssuer inherited from certmagic.DefaultACME.
 	iss.TestCA = ""
-	if c.StagingRetries && s.ca == LetsEncrypt {
+	if s.stagingRetries && ca.URL == LetsEncrypt {
 		iss.TestCA = LetsEncryptStaging
 	}
 	iss.Email, iss.Agreed, iss.ExternalAccount = s.email, true, eab
@@ -120,8 +137,7 @@ func newCertmagic(c Config, s settings, store certmagic.Storage, solver acmez.So
 	iss.CertObtainTimeout = certObtainTimeout
 	iss.NewAccountFunc = nil
 	iss.PreferredChains = certmagic.ChainPreference{}
-	magic.Issuers = []certmagic.Issuer{iss}
-	return cache, magic, nil
+	return iss
 }
 
 // certObtainTimeout bounds the ACME client's polling of an order (the

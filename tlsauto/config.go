@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,15 @@ type Config struct {
 	// CA is the ACME directory URL. Default: LetsEncrypt.
 	CA string
 
+	// CAs are several CAs to use in order, instead of CA, CARoots, EAB and
+	// Profile: when an attempt at the first fails for a name (the CA is
+	// down, rate-limits or refuses), the next is tried, and so on; the
+	// next attempt (a renewal, say) starts at the first again, so
+	// certificates go back to it once it recovers. One member orders each
+	// name whichever CA serves it, and every member serves what it
+	// obtained. Default: none; the single CA of the fields below.
+	CAs []CA
+
 	// CARoots are the roots trusted for the ACME server's own HTTPS
 	// connection. Default: the system roots.
 	CARoots *x509.CertPool
@@ -67,10 +77,13 @@ type Config struct {
 	Resolvers []string
 
 	// PropagationCheck says which servers must serve a challenge record
-	// before the CA is asked to validate it: dns01.PropagationAll
-	// (every authoritative nameserver of the zone, asked directly; the
-	// default), PropagationAny (one of them), PropagationResolvers (every
-	// server in Resolvers) or PropagationSkip (no check).
+	// before the CA is asked to validate it: dns01.PropagationAuto (the
+	// default: every authoritative nameserver of the zone, asked directly;
+	// where port 53 to them is blocked, which is known within seconds and
+	// logged once, the servers in Resolvers instead), PropagationAll (every
+	// authoritative nameserver; fails at once when they cannot be reached),
+	// PropagationAny (one of them), PropagationResolvers (every server in
+	// Resolvers) or PropagationSkip (no check).
 	PropagationCheck dns01.Propagation
 
 	// PropagationDelay is waited after a challenge record is written,
@@ -143,6 +156,11 @@ type Config struct {
 	// fails its handshakes until a valid certificate arrives.
 	ServeExpired bool
 
+	// HealthyLifetimeLeft is the fraction of its lifetime a served
+	// certificate must have left for HealthHandler (and Status) to call
+	// its name healthy. Default: 0.1; in (0, 1).
+	HealthyLifetimeLeft float64
+
 	// ShareNames keeps the names added with Manage (and removed with
 	// Unmanage) in Storage, so that every member of the fleet sharing it
 	// serves the same names: a name managed at one member is served by all
@@ -156,6 +174,19 @@ type Config struct {
 	// LetsEncrypt go to LetsEncryptStaging first (certmagic's TestCA), to
 	// spare production rate limits. Default: off; every attempt goes to CA.
 	StagingRetries bool
+}
+
+// CA is an ACME certificate authority of Config.CAs.
+type CA struct {
+	// URL is the ACME directory URL. Default: LetsEncrypt.
+	URL string
+	// Roots are the roots trusted for the CA's own HTTPS. Default: the
+	// system roots.
+	Roots *x509.CertPool
+	// EAB is the External Account Binding the CA requires, if any.
+	EAB *EAB
+	// Profile is the certificate profile to request from this CA.
+	Profile string
 }
 
 // KeyType is the type of key a certificate is issued for.
@@ -254,20 +285,22 @@ func describeStorage(s certmagic.Storage) string {
 
 // settings is a validated Config with defaults applied.
 type settings struct {
-	domains        []string
-	email          string
-	ca             string
-	resolvers      []string
-	keyType        certmagic.KeyType
-	checkInterval  time.Duration
-	syncInterval   time.Duration
-	renewalRatio   float64
-	propagationTTL time.Duration
-	propagation    dns01.Propagation
-	logger         *slog.Logger
-	shareNames     bool
-	serveExpired   bool
-	chainRoots     *x509.CertPool
+	domains         []string
+	email           string
+	cas             []CA
+	stagingRetries  bool
+	resolvers       []string
+	keyType         certmagic.KeyType
+	checkInterval   time.Duration
+	syncInterval    time.Duration
+	renewalRatio    float64
+	propagationTTL  time.Duration
+	propagation     dns01.Propagation
+	logger          *slog.Logger
+	shareNames      bool
+	serveExpired    bool
+	chainRoots      *x509.CertPool
+	minLifetimeLeft float64
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -280,9 +313,10 @@ func (c *Config) validate() (settings, error) {
 	if s.email, err = checkEmail(c.Email); err != nil {
 		return s, err
 	}
-	if s.ca, err = checkCA(c.CA); err != nil {
+	if s.cas, err = c.checkCAs(); err != nil {
 		return s, err
 	}
+	s.stagingRetries = c.StagingRetries
 	if c.DNS == nil {
 		return s, invalid("DNS", "a DNS provider is required (for example dnsprovider.FromEnv(\"cloudflare\"))")
 	}
@@ -297,12 +331,6 @@ func (c *Config) validate() (settings, error) {
 		return s, invalid("KeyType", "%w", err)
 	}
 	s.keyType = certmagic.KeyType(kt)
-	if err := checkProfile(c.Profile); err != nil {
-		return s, err
-	}
-	if err := checkEAB(c.EAB); err != nil {
-		return s, err
-	}
 	if s.checkInterval, err = checkDuration("RenewalCheckInterval", c.RenewalCheckInterval, certmagic.DefaultRenewCheckInterval, minInterval, 24*time.Hour); err != nil {
 		return s, err
 	}
@@ -342,6 +370,14 @@ func (c *Config) validate() (settings, error) {
 	}
 	if c.DNSPort < 0 || c.DNSPort > 65535 {
 		return s, invalid("DNSPort", "%d is not a port number: use 1 to 65535, or 0 for the default (53)", c.DNSPort)
+	}
+	switch f := c.HealthyLifetimeLeft; {
+	case f == 0:
+		s.minLifetimeLeft = 0.1
+	case f < 0 || f >= 1:
+		return s, invalid("HealthyLifetimeLeft", "%v is outside (0, 1): use 0 for the default (0.1)", f)
+	default:
+		s.minLifetimeLeft = f
 	}
 	s.shareNames = c.ShareNames
 	s.serveExpired = c.ServeExpired
@@ -399,22 +435,66 @@ func checkEmail(email string) (string, error) {
 	return strings.ToLower(email), nil
 }
 
-func checkCA(ca string) (string, error) {
+// checkCAs returns the CAs to use, in order: Config.CAs, or the one CA of
+// Config.CA, CARoots, EAB and Profile.
+func (c *Config) checkCAs() ([]CA, error) {
+	if len(c.CAs) == 0 {
+		ca := CA{URL: c.CA, Roots: c.CARoots, EAB: c.EAB, Profile: c.Profile}
+		if err := ca.check(""); err != nil {
+			return nil, err
+		}
+		return []CA{ca}, nil
+	}
+	if c.CA != "" || c.CARoots != nil || c.EAB != nil || c.Profile != "" {
+		return nil, invalid("CAs", "set either CAs or CA (with CARoots, EAB and Profile), not both: each entry of CAs has its own")
+	}
+	cas := slices.Clone(c.CAs)
+	seen := map[string]int{}
+	for i := range cas {
+		if err := cas[i].check(fmt.Sprintf("CAs[%d].", i)); err != nil {
+			return nil, err
+		}
+		if j, dup := seen[cas[i].URL]; dup {
+			return nil, invalid(fmt.Sprintf("CAs[%d].URL", i), "%q is CAs[%d] too: list each CA once", cas[i].URL, j)
+		}
+		seen[cas[i].URL] = i
+	}
+	return cas, nil
+}
+
+// check validates ca and fills in its default URL; prefix is the field
+// path of its fields in errors ("" for Config's own CA fields).
+func (ca *CA) check(prefix string) error {
+	urlField := prefix + "URL"
+	if prefix == "" {
+		urlField = "CA"
+	}
+	var err error
+	if ca.URL, err = checkCA(urlField, ca.URL); err != nil {
+		return err
+	}
+	if err := checkProfile(prefix+"Profile", ca.Profile); err != nil {
+		return err
+	}
+	return checkEAB(prefix+"EAB", ca.EAB)
+}
+
+func checkCA(field, ca string) (string, error) {
 	if ca == "" {
 		return LetsEncrypt, nil
 	}
 	u, err := url.Parse(ca)
 	switch {
 	case err != nil:
-		return "", invalid("CA", "%q is not a URL: %w", ca, err)
+		return "", invalid(field, "%q is not a URL: %w", ca, err)
 	case u.Scheme != "https":
-		return "", invalid("CA", "%q must be an https:// ACME directory URL (ACME requires HTTPS)", ca)
+		return "", invalid(field, "%q must be an https:// ACME directory URL (ACME requires HTTPS)", ca)
 	case u.Host == "" || u.Hostname() == "":
-		return "", invalid("CA", "%q has no host", ca)
+		return "", invalid(field, "%q has no host", ca)
 	case u.User != nil:
-		return "", invalid("CA", "the URL must not carry credentials; use EAB for account binding")
+		return "", invalid(field, "the URL must not carry credentials; use EAB for account binding")
 	case u.Fragment != "":
-		return "", invalid("CA", "%q has a #fragment; give the directory URL", ca)
+		return "", invalid(field, "%q has a #fragment; give the directory URL", ca)
 	}
 	return u.String(), nil
 }
@@ -449,26 +529,26 @@ func isHostname(h string) bool {
 	return true
 }
 
-func checkProfile(p string) error {
+func checkProfile(field, p string) error {
 	for _, c := range p {
 		if c <= ' ' || c > '~' {
-			return invalid("Profile", "%q is not a profile name (printable ASCII without spaces)", p)
+			return invalid(field, "%q is not a profile name (printable ASCII without spaces)", p)
 		}
 	}
 	return nil
 }
 
-func checkEAB(b *EAB) error {
+func checkEAB(field string, b *EAB) error {
 	if b == nil {
 		return nil
 	}
 	if b.KeyID == "" || b.MACKey == "" {
-		return invalid("EAB", "both KeyID and MACKey are required")
+		return invalid(field, "both KeyID and MACKey are required")
 	}
 	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b.MACKey, "="))
 	if err != nil || len(key) == 0 {
 		// Never echo the key itself.
-		return invalid("EAB", "MACKey is not base64url-encoded; paste it exactly as the CA gave it")
+		return invalid(field, "MACKey is not base64url-encoded; paste it exactly as the CA gave it")
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ func TestImportingTlsautoLinksNoProviderOrBackendSDK(t *testing.T) {
 			"github.com/certfleet/certfleet/dnsprovider/googleclouddns", "github.com/certfleet/certfleet/dnsprovider/azure",
 			"github.com/certfleet/certfleet/dnsprovider/internal/cloudapi", "github.com/letsencrypt/pebble",
 			"github.com/certfleet/certfleet/internal/testacme",
+			"github.com/certfleet/certfleet/dnsprovider/rfc2136", "github.com/libdns/rfc2136",
 		} {
 			if strings.HasPrefix(pkg, heavy) {
 				t.Errorf("importing tlsauto links %s", pkg)

@@ -25,14 +25,15 @@ import (
 const (
 	EnvDomains            = "CERTFLEET_DOMAINS"             // names, comma-separated, when none are passed
 	EnvEmail              = "CERTFLEET_EMAIL"               // Config.Email
-	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"
+	EnvCA                 = "CERTFLEET_CA"                  // Config.CA: a URL, "letsencrypt" or "letsencrypt-staging"; comma-separated for Config.CAs
 	EnvCARoots            = "CERTFLEET_CA_ROOTS"            // path of a PEM file: Config.CARoots
 	EnvDNSProvider        = "CERTFLEET_DNS_PROVIDER"        // provider name, such as cloudflare or route53
+	EnvDNSRoutes          = "CERTFLEET_DNS_ROUTES"          // one provider per zone: example.com=cloudflare,example.org=route53:ORG_
 	EnvStorage            = "CERTFLEET_STORAGE"             // a directory or a storage URL (storage.Open)
 	EnvStorageKeys        = encrypt.EnvKeys                 // keys that encrypt storage at rest (storage/encrypt)
 	EnvResolvers          = "CERTFLEET_RESOLVERS"           // Config.Resolvers, comma-separated
 	EnvPropagationTimeout = "CERTFLEET_PROPAGATION_TIMEOUT" // Config.PropagationTimeout, such as 2m
-	EnvPropagationCheck   = "CERTFLEET_PROPAGATION_CHECK"   // Config.PropagationCheck: all, any, resolvers or skip
+	EnvPropagationCheck   = "CERTFLEET_PROPAGATION_CHECK"   // Config.PropagationCheck: auto, all, any, resolvers or skip
 	EnvPropagationDelay   = "CERTFLEET_PROPAGATION_DELAY"   // Config.PropagationDelay, such as 5s
 	EnvDNSPort            = "CERTFLEET_DNS_PORT"            // Config.DNSPort
 	EnvKeyType            = "CERTFLEET_KEY_TYPE"            // Config.KeyType
@@ -79,7 +80,7 @@ func newFromEnv(ctx context.Context, env func(string) string, domains []string) 
 // fieldEnv maps the Config fields read from the environment to their
 // variables, so that a setting refused by New is named as the user set it.
 var fieldEnv = map[string]string{
-	"Email": EnvEmail, "CA": EnvCA, "CARoots": EnvCARoots, "Resolvers": EnvResolvers,
+	"Email": EnvEmail, "CA": EnvCA, "CAs": EnvCA, "CARoots": EnvCARoots, "Resolvers": EnvResolvers,
 	"PropagationCheck": EnvPropagationCheck, "PropagationDelay": EnvPropagationDelay,
 	"PropagationTimeout": EnvPropagationTimeout, "DNSPort": EnvDNSPort, "KeyType": EnvKeyType,
 	"Profile": EnvProfile, "EAB": EnvEABKeyID + "/" + EnvEABMACKey, "RenewalCheckInterval": EnvRenewalCheck,
@@ -121,13 +122,9 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 		cfg.Domains = splitList(get(EnvDomains))
 	}
 	cfg.Email = get(EnvEmail)
-	switch ca := get(EnvCA); strings.ToLower(ca) {
-	case "letsencrypt":
-		cfg.CA = LetsEncrypt
-	case "letsencrypt-staging":
-		cfg.CA = LetsEncryptStaging
-	default:
-		cfg.CA = ca
+	cas := splitList(get(EnvCA))
+	if len(cas) == 1 {
+		cfg.CA = caURL(cas[0])
 	}
 	if path := get(EnvCARoots); path != "" {
 		pool, err := loadRoots(path)
@@ -165,15 +162,41 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 	if kid, mac := get(EnvEABKeyID), get(EnvEABMACKey); kid != "" || mac != "" {
 		cfg.EAB = &EAB{KeyID: kid, MACKey: mac}
 	}
-	switch name := get(EnvDNSProvider); name {
-	case "":
-		errs = append(errs, fmt.Errorf("%s: not set: name the DNS provider that hosts your zones (cloudflare, route53)", EnvDNSProvider))
-	default:
+	if len(cas) > 1 {
+		// Several CAs, in order: the roots and profile apply to each; the
+		// EAB of the second and later CAs is in CERTFLEET_EAB_*_<n>.
+		for i, u := range cas {
+			ca := CA{URL: caURL(u), Roots: cfg.CARoots, Profile: cfg.Profile, EAB: cfg.EAB}
+			if i > 0 {
+				ca.EAB = nil
+				n := "_" + strconv.Itoa(i+1)
+				if kid, mac := get(EnvEABKeyID+n), get(EnvEABMACKey+n); kid != "" || mac != "" {
+					ca.EAB = &EAB{KeyID: kid, MACKey: mac}
+				}
+			}
+			cfg.CAs = append(cfg.CAs, ca)
+		}
+		cfg.CARoots, cfg.Profile, cfg.EAB = nil, "", nil
+	}
+	// CERTFLEET_DNS_ROUTES names a provider per zone, CERTFLEET_DNS_PROVIDER
+	// one for all: one of them, not both.
+	switch name, routes := get(EnvDNSProvider), get(EnvDNSRoutes); {
+	case name != "" && routes != "":
+		errs = append(errs, fmt.Errorf("%s and %s are both set: set %s for one provider, or %s for one per zone", EnvDNSProvider, EnvDNSRoutes, EnvDNSProvider, EnvDNSRoutes))
+	case routes != "":
+		p, err := dnsprovider.RoutesFromEnv(routes, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvDNSRoutes, err))
+		}
+		cfg.DNS = p
+	case name != "":
 		p, err := dnsprovider.FromGetenv(name, env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%s: %w", EnvDNSProvider, name, err))
 		}
 		cfg.DNS = p
+	default:
+		errs = append(errs, fmt.Errorf("%s: not set: name the DNS provider that hosts your zones (cloudflare, route53), or set %s to one provider per zone", EnvDNSProvider, EnvDNSRoutes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
@@ -230,6 +253,17 @@ func startTimeout(env func(string) string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %q is not a positive duration such as 5m", EnvStartTimeout, v)
 	}
 	return d, nil
+}
+
+// caURL reads one CA of CERTFLEET_CA: a URL, or a well-known name.
+func caURL(ca string) string {
+	switch strings.ToLower(ca) {
+	case "letsencrypt":
+		return LetsEncrypt
+	case "letsencrypt-staging":
+		return LetsEncryptStaging
+	}
+	return ca
 }
 
 func splitList(s string) []string {

@@ -78,6 +78,8 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		want string
 	}{
 		{"no provider", map[string]string{}, EnvDNSProvider + ": not set"},
+		{"provider and routes", map[string]string{EnvDNSProvider: "envtest", EnvDNSRoutes: "example.com=envtest"}, EnvDNSProvider + " and " + EnvDNSRoutes + " are both set"},
+		{"bad routes", map[string]string{EnvDNSRoutes: "example.com=envtest:BAD-"}, EnvDNSRoutes + `: route 1 ("example.com=envtest:BAD-")`},
 		{"unknown provider", map[string]string{EnvDNSProvider: "nosuch"}, "nosuch"},
 		{"bad duration", map[string]string{EnvDNSProvider: "envtest", EnvPropagationTimeout: "soon"}, EnvPropagationTimeout},
 		{"bad key type", map[string]string{EnvDNSProvider: "envtest", EnvKeyType: "dsa"}, EnvKeyType},
@@ -162,5 +164,45 @@ func TestNewFromEnvNamesTheVariableOfARefusedSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want one starting with %q", tt.env, err, tt.want)
 		}
+	}
+}
+
+func TestConfigFromEnvRoutesEachZoneToItsProvider(t *testing.T) {
+	env := map[string]string{EnvEmail: "ops@example.com", EnvDomains: "example.com", EnvStorage: t.TempDir(),
+		EnvDNSRoutes: "example.com=envtest, example.org=envtest:ORG_"}
+	cfg, closer, err := configFromEnv(context.Background(), secretenv.Map(env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+	if name := dnsprovider.Name(cfg.DNS); !strings.HasPrefix(name, "route(example.com=") || !strings.Contains(name, ", example.org=") {
+		t.Fatalf("DNS provider %q, want the routes", name)
+	}
+}
+
+func TestConfigFromEnvReadsSeveralCAsInOrder(t *testing.T) {
+	mac := base64.RawURLEncoding.EncodeToString([]byte("second-ca-mac-key"))
+	env := map[string]string{EnvDNSProvider: "envtest", EnvEmail: "ops@example.com", EnvStorage: t.TempDir(),
+		EnvCA: "letsencrypt, https://acme.example.net/dir", EnvEABKeyID + "_2": "kid-2", EnvEABMACKey + "_2": mac}
+	cfg, closer, err := configFromEnv(context.Background(), secretenv.Map(env), []string{"example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if len(cfg.CAs) != 2 || cfg.CAs[0].URL != LetsEncrypt || cfg.CAs[1].URL != "https://acme.example.net/dir" || cfg.CA != "" {
+		t.Fatalf("CAs %+v, CA %q: want Let's Encrypt then acme.example.net", cfg.CAs, cfg.CA)
+	}
+	if cfg.CAs[0].EAB != nil || cfg.CAs[1].EAB == nil || cfg.CAs[1].EAB.KeyID != "kid-2" {
+		t.Fatalf("EAB per CA: %v, %v; want none, then kid-2", cfg.CAs[0].EAB, cfg.CAs[1].EAB)
+	}
+	cfg.DNS = nopDNS{}
+	if _, err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.CA = LetsEncrypt
+	if _, err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "CAs") {
+		t.Fatalf("CA and CAs both set: %v, want an error naming CAs", err)
 	}
 }

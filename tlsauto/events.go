@@ -34,6 +34,11 @@ type Event struct {
 func (m *Manager) emit(ctx context.Context, name string, data map[string]any) error {
 	var e Event
 	switch name {
+	case "cert_obtaining":
+		id, _ := data["identifier"].(string)
+		renewal, _ := data["renewal"].(bool)
+		m.stats.obtainStarted(id, renewal)
+		return nil
 	case "cert_obtained":
 		e.Kind = Obtained
 	case "cert_failed":
@@ -49,10 +54,16 @@ func (m *Manager) emit(ctx context.Context, name string, data map[string]any) er
 	if e.Kind == Obtained && e.Renewal {
 		e.Kind = Renewed
 	}
+	m.stats.obtainEnded(e.Name, e.Renewal, e.Kind != Failed)
+	m.noteAttempt(e)
 	if e.Kind != Failed {
-		// Serve it now; the handshake path never reads storage.
-		if _, err := m.reload(ctx, e.Name); err != nil {
+		// Serve it now; the handshake path never reads storage. Other
+		// members learn who obtained it from the record.
+		if cert, err := m.load(ctx, e.Name); err != nil {
 			m.log.Error("loading the new certificate to serve it", "name", e.Name, "error", err)
+		} else {
+			m.recordObtained(ctx, e.Name, cert.Leaf.SerialNumber.Text(16))
+			m.publish(e.Name, cert, "obtained")
 		}
 	}
 	if e.Kind == Failed {
@@ -68,5 +79,24 @@ func (m *Manager) emit(ctx context.Context, name string, data map[string]any) er
 func (m *Manager) emitEvent(e Event) {
 	if m.onEvent != nil {
 		m.onEvent(e)
+	}
+}
+
+// noteAttempt updates what Status says of a name after certmagic's attempt
+// to obtain or renew its certificate.
+func (m *Manager) noteAttempt(e Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	en, ok := m.names[e.Name]
+	if !ok {
+		return
+	}
+	en.lastAttempt = e.Time
+	switch {
+	case e.Kind == Failed && en.managed: // a renewal (before, the worker counts)
+		en.failures++
+		en.lastErr = e.Err
+	case e.Kind != Failed:
+		en.failures, en.lastErr = 0, nil
 	}
 }

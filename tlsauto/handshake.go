@@ -157,14 +157,17 @@ var errNoServerName = errors.New("tlsauto: no server name in the TLS handshake")
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := hello.ServerName
 	if name == "" {
+		m.stats.noSNI.Add(1)
 		return nil, errNoServerName
 	}
 	if hasUpperOrDot(name) {
 		name = strings.TrimSuffix(strings.ToLower(name), ".")
 	}
 	if c := m.served.load().lookup(name); c != nil {
+		m.stats.served.Add(1)
 		return c, nil
 	}
+	m.stats.unknown.Add(1)
 	return nil, fmt.Errorf("tlsauto: no certificate for %q", name)
 }
 
@@ -190,12 +193,45 @@ func (m *Manager) reload(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	now := time.Now()
+	m.lastSync.Store(&now)
 	return m.publish(name, cert, "storage"), nil
 }
 
 // load reads the certificate and key of a managed name from storage.
 func (m *Manager) load(ctx context.Context, name string) (*tls.Certificate, error) {
-	issuer := m.magic.Issuers[0].IssuerKey()
+	c, _, err := m.loadFrom(ctx, name)
+	return c, err
+}
+
+// loadFrom reads the certificate and key of a managed name from storage,
+// from every CA's place, and returns the newest that verifies (or, when
+// none does, the first one read) with the issuer key of its CA.
+func (m *Manager) loadFrom(ctx context.Context, name string) (*tls.Certificate, string, error) {
+	var best *tls.Certificate
+	var bestIssuer string
+	var firstErr error
+	now := time.Now()
+	for _, issuer := range m.issuerKeys() {
+		cert, err := m.loadIssued(ctx, issuer, name)
+		if err != nil {
+			if firstErr == nil || errors.Is(firstErr, fs.ErrNotExist) && !errors.Is(err, fs.ErrNotExist) {
+				firstErr = err
+			}
+			continue
+		}
+		if best == nil || m.verify(name, best, now) != nil || m.verify(name, cert, now) == nil && newer(cert, best) {
+			best, bestIssuer = cert, issuer
+		}
+	}
+	if best == nil {
+		return nil, "", firstErr
+	}
+	return best, bestIssuer, nil
+}
+
+// loadIssued reads name's certificate and key as stored for one CA.
+func (m *Manager) loadIssued(ctx context.Context, issuer, name string) (*tls.Certificate, error) {
 	certPEM, err := m.storage.Load(ctx, certmagic.StorageKeys.SiteCert(issuer, name))
 	if err != nil {
 		return nil, err

@@ -30,25 +30,27 @@ import (
 // anything, so that the next attempt can follow at once.
 func (m *Manager) heal(ctx context.Context, name string) bool {
 	healed := false
-	if keys, reason := m.inspectAccount(ctx); reason != "" {
-		lock := "register_acme_account_" + m.s.email
-		healed = m.quarantineUnder(ctx, lock, name, keys, reason, m.inspectAccount) || healed
-	}
-	if keys, reason := m.inspectCert(ctx, name); reason != "" {
-		lock := "issue_cert_" + name
-		check := func(ctx context.Context) ([]string, string) { return m.inspectCert(ctx, name) }
-		if m.quarantineUnder(ctx, lock, name, keys, reason, check) {
-			// certmagic must not keep managing what was moved aside.
-			m.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: name}})
-			healed = true
+	for _, issuer := range m.issuerKeys() {
+		checkAccount := func(ctx context.Context) ([]string, string) { return m.inspectAccount(ctx, issuer) }
+		if _, reason := checkAccount(ctx); reason != "" {
+			lock := "register_acme_account_" + m.s.email
+			healed = m.quarantineUnder(ctx, lock, name, checkAccount) || healed
+		}
+		checkCert := func(ctx context.Context) ([]string, string) { return m.inspectCert(ctx, issuer, name) }
+		if _, reason := checkCert(ctx); reason != "" {
+			if m.quarantineUnder(ctx, "issue_cert_"+name, name, checkCert) {
+				// certmagic must not keep managing what was moved aside.
+				m.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: name, IssuerKey: issuer}})
+				healed = true
+			}
 		}
 	}
 	return healed
 }
 
 // quarantineUnder takes the storage lock, checks again (another member
-// may have healed it meanwhile) and quarantines keys.
-func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, keys []string, reason string, check func(context.Context) ([]string, string)) bool {
+// may have healed it meanwhile) and quarantines what check finds unusable.
+func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, check func(context.Context) ([]string, string)) bool {
 	if err := m.storage.Lock(ctx, lock); err != nil {
 		m.log.Warn("cannot lock to quarantine unusable stored data", "name", name, "lock", lock, "error", err)
 		return false
@@ -58,7 +60,8 @@ func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, keys [
 			m.log.Warn("releasing a lock", "lock", lock, "error", err)
 		}
 	}()
-	if keys, reason = check(ctx); reason == "" {
+	keys, reason := check(ctx)
+	if reason == "" {
 		return true // healed by another member: try again now
 	}
 	if err := m.quarantine(ctx, name, keys, reason); err != nil {
@@ -84,11 +87,11 @@ func (m *Manager) quarantine(ctx context.Context, name string, keys []string, re
 // bad (it does not decrypt), as opposed to missing or unreachable.
 func unusable(err error) bool { return errors.Is(err, quarantine.ErrCorrupt) }
 
-// inspectCert returns the keys of name's certificate resource and why it
+// inspectCert returns the keys of name's certificate resource (as stored
+// for the CA whose issuer key is issuer) and why it
 // cannot be used, or "" when it is usable, missing or cannot be read now
 // (an outage is no reason to move anything).
-func (m *Manager) inspectCert(ctx context.Context, name string) ([]string, string) {
-	issuer := m.issuerKey()
+func (m *Manager) inspectCert(ctx context.Context, issuer, name string) ([]string, string) {
 	certKey := certmagic.StorageKeys.SiteCert(issuer, name)
 	keyKey := certmagic.StorageKeys.SitePrivateKey(issuer, name)
 	metaKey := certmagic.StorageKeys.SiteMeta(issuer, name)
@@ -127,10 +130,11 @@ func (m *Manager) inspectCert(ctx context.Context, name string) ([]string, strin
 	return keys, ""
 }
 
-// inspectAccount returns the keys of the ACME account and why it cannot be
+// inspectAccount returns the keys of the ACME account at the CA whose
+// issuer key is issuer and why it cannot be
 // used, or "" when it is usable, missing or cannot be read now.
-func (m *Manager) inspectAccount(ctx context.Context) ([]string, string) {
-	keyKey, regKey := accountKeys(m.issuerKey(), m.s.email)
+func (m *Manager) inspectAccount(ctx context.Context, issuer string) ([]string, string) {
+	keyKey, regKey := accountKeys(issuer, m.s.email)
 	keys := []string{keyKey, regKey}
 	if v, err := m.storage.Load(ctx, keyKey); err == nil {
 		if b, _ := pem.Decode(v); b == nil {

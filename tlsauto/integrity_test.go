@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -160,21 +159,7 @@ func TestUnusableStoredDataIsQuarantinedAndObtainedAnew(t *testing.T) {
 				}
 				t.Run(label+"/"+c.name, func(t *testing.T) {
 					ctx := context.Background()
-					raw, err := storage.Open(ctx, be.URL)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() {
-						if c, ok := raw.(io.Closer); ok {
-							c.Close()
-						}
-					})
-					store := raw
-					if encrypted {
-						if store, err = encrypt.New(encrypt.Config{Storage: raw, Keys: [][]byte{key}}); err != nil {
-							t.Fatal(err)
-						}
-					}
+					store, raw := openBackend(t, be, encrypted, key)
 					// Every case has its own account, so that the account
 					// cases start from a good one of their own.
 					e := corruptEnv{store: store, raw: raw, email: fmt.Sprintf("ops%d@example.test", n),

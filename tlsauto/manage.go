@@ -22,15 +22,21 @@ type entry struct {
 	fixed  bool // from Config.Domains: Unmanage refuses it
 	ctx    context.Context
 	cancel context.CancelFunc
-	keys   [2]string     // storage keys of its certificate and private key
+	keys   []string      // storage keys of its certificates and private keys (one pair per CA)
 	wake   chan struct{} // a value asks the goroutine to try again now
 	done   chan struct{} // closed when the goroutine has returned
 
 	// mu-guarded
-	managed  bool  // the last attempt succeeded: certmagic renews it
-	gaveUp   bool  // the CA refused the name for good
-	lastErr  error // of the last failed attempt
-	attempts int
+	managed     bool  // the last attempt succeeded: certmagic renews it
+	gaveUp      bool  // the CA refused the name for good
+	lastErr     error // of the last failed attempt
+	attempts    int
+	failures    int // consecutive failed attempts (or renewals, once managed)
+	lastAttempt time.Time
+	nextRetry   time.Time
+	obtainedBy  string    // for Status: who obtained the served certificate
+	renewAt     time.Time // for Status: when the served certificate renews
+	renewReason string
 }
 
 // retryPolicy spaces the attempts for a name that cannot be had yet.
@@ -97,15 +103,17 @@ func (m *Manager) add(names []string, fixed bool) {
 	if m.ctx.Err() != nil {
 		return
 	}
-	issuer := m.issuerKey()
+	issuers := m.issuerKeys()
 	for _, name := range names {
 		if e, ok := m.names[name]; ok {
 			e.fixed = e.fixed || fixed
 			continue
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
-		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{}),
-			keys: [2]string{certmagic.StorageKeys.SiteCert(issuer, name), certmagic.StorageKeys.SitePrivateKey(issuer, name)}}
+		e := &entry{name: name, fixed: fixed, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		for _, issuer := range issuers {
+			e.keys = append(e.keys, certmagic.StorageKeys.SiteCert(issuer, name), certmagic.StorageKeys.SitePrivateKey(issuer, name))
+		}
 		m.names[name] = e
 		for _, k := range e.keys {
 			m.keys[k] = name
@@ -167,7 +175,15 @@ func (m *Manager) isFixed(name string) bool {
 	return ok && e.fixed
 }
 
-func (m *Manager) issuerKey() string { return m.magic.Issuers[0].IssuerKey() }
+// issuerKeys returns the issuer keys of the Manager's CAs, in order: where
+// each CA's certificates and accounts are stored.
+func (m *Manager) issuerKeys() []string {
+	keys := make([]string, len(m.magic.Issuers))
+	for i, iss := range m.magic.Issuers {
+		keys[i] = iss.IssuerKey()
+	}
+	return keys
+}
 
 // notifyLocked wakes every waiter on the entries' state. Called with m.mu.
 func (m *Manager) notifyLocked() {
@@ -235,13 +251,16 @@ func (m *Manager) work(e *entry) {
 	}()
 	healedAt := 0
 	for attempt := 1; ; attempt++ {
+		m.mu.Lock()
+		e.lastAttempt = time.Now()
+		m.mu.Unlock()
 		err := m.attempt(e.ctx, e.name)
 		if e.ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			m.mu.Lock()
-			e.managed, e.lastErr, e.attempts = true, nil, attempt
+			e.managed, e.lastErr, e.attempts, e.failures, e.nextRetry = true, nil, attempt, 0, time.Time{}
 			m.notifyLocked()
 			m.mu.Unlock()
 			return
@@ -255,17 +274,22 @@ func (m *Manager) work(e *entry) {
 			}
 		}
 		final := permanent(err)
+		wait := retryPolicy.Delay(attempt)
+		if ra, ok := retryAfter(err, time.Now()); ok && ra > wait {
+			wait = min(ra, maxRetryAfter)
+		}
 		m.mu.Lock()
 		e.lastErr, e.attempts, e.gaveUp = err, attempt, final
+		e.failures++
+		e.nextRetry = time.Now().Add(wait)
+		if final {
+			e.nextRetry = time.Time{}
+		}
 		m.notifyLocked()
 		m.mu.Unlock()
 		if final {
 			m.log.Error("the CA refused the name for good; not retrying it", "name", e.name, "attempt", attempt, "error", err)
 			return
-		}
-		wait := retryPolicy.Delay(attempt)
-		if ra, ok := retryAfter(err, time.Now()); ok && ra > wait {
-			wait = min(ra, maxRetryAfter)
 		}
 		m.log.Warn("could not get a certificate; will retry", "name", e.name, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
@@ -347,6 +371,9 @@ func (m *Manager) publish(name string, cert *tls.Certificate, source string) boo
 		// before it: whichever forget ran first, this one undoes the set.
 		m.forget(name)
 		return false
+	}
+	if changed {
+		m.notePublished(name, cert, source)
 	}
 	return changed
 }

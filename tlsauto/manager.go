@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 )
 
@@ -33,7 +35,10 @@ type Manager struct {
 	onEvent func(Event)
 
 	// served is what the handshake path reads.
-	served served
+	served   served
+	stats    stats
+	member   string                    // this process, as Status and storage records name it
+	lastSync atomic.Pointer[time.Time] // last certificate read from storage
 
 	// closer releases storage the Manager opened itself (the default).
 	closer io.Closer
@@ -69,6 +74,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		s:            s,
+		member:       memberID(),
 		log:          s.logger.With("component", "certfleet"),
 		onEvent:      cfg.OnEvent,
 		sem:          make(chan struct{}, attemptConcurrency),
@@ -85,14 +91,15 @@ func New(cfg Config) (*Manager, error) {
 		}
 		store, m.closer = st, closer
 	}
-	m.storage = store
-	if m.dns01, err = newSolver(cfg, s, store); err != nil {
+	m.storage = observeStorage(store, &m.stats)
+	cfg.DNS = dnsprovider.Observe(cfg.DNS, m.observeDNS(dnsprovider.Name(cfg.DNS)))
+	if m.dns01, err = newSolver(cfg, s, m.storage, m.stats.propagation.observe); err != nil {
 		if m.closer != nil {
 			m.closer.Close()
 		}
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	if m.cache, m.magic, err = newCertmagic(cfg, s, store, m.dns01, m.emit); err != nil {
+	if m.cache, m.magic, err = newCertmagic(s, m.storage, m.dns01, m.emit, m.observeACME); err != nil {
 		if m.closer != nil {
 			m.closer.Close()
 		}

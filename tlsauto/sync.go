@@ -34,6 +34,10 @@ func (m *Manager) follow(ctx context.Context, changes <-chan string) {
 		switch {
 		case key == "": // changes may have been missed
 			m.resync(ctx)
+		case strings.HasPrefix(key, obtainedPrefix+"/"):
+			if name := strings.TrimPrefix(key, obtainedPrefix+"/"); m.isManaged(name) {
+				m.noteObtainedBy(ctx, name)
+			}
 		case m.s.shareNames && strings.HasPrefix(key, namesPrefix+"/"):
 			if err := m.reconcileShared(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("reading the shared set of names", "error", err)

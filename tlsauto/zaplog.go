@@ -3,6 +3,8 @@ package tlsauto
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -11,8 +13,12 @@ import (
 // newZapLogger returns a zap logger (certmagic's logging API) that writes
 // every entry to the slog logger, so a Manager has exactly one log sink: the
 // one its user gave.
-func newZapLogger(l *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{h: l.Handler()})
+//
+// onACME, if set, is told of every HTTP request the ACME client makes (its
+// URL and status code), which the client logs at debug level whatever the
+// handler's level: certmagic gives no other way to observe them.
+func newZapLogger(l *slog.Logger, onACME func(url, status string)) *zap.Logger {
+	return zap.New(&slogCore{h: l.Handler(), onACME: onACME})
 }
 
 // slogCore is a zapcore.Core writing to a slog.Handler. Fields given to
@@ -22,9 +28,17 @@ func newZapLogger(l *slog.Logger) *zap.Logger {
 type slogCore struct {
 	h      slog.Handler
 	fields []zapcore.Field
+	onACME func(url, status string)
 }
 
+// Enabled is the handler's level, except that debug entries are let through
+// to Check when ACME requests are counted: they are logged at debug level.
 func (c *slogCore) Enabled(l zapcore.Level) bool {
+	return c.handles(l) || c.onACME != nil && l == zapcore.DebugLevel
+}
+
+// handles reports whether the handler takes entries of level l.
+func (c *slogCore) handles(l zapcore.Level) bool {
 	return c.h.Enabled(context.Background(), slogLevel(l))
 }
 
@@ -35,13 +49,34 @@ func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(e.Level) {
+	if c.handles(e.Level) || c.isACMERequest(e) {
 		return ce.AddCore(e, c)
 	}
 	return ce
 }
 
+// isACMERequest reports whether e is the ACME client's log of an HTTP
+// request.
+func (c *slogCore) isACMERequest(e zapcore.Entry) bool {
+	return c.onACME != nil && e.Message == "http request" && strings.HasSuffix(e.LoggerName, "acme_client")
+}
+
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if c.isACMERequest(e) {
+		var u, status string
+		for _, f := range fields {
+			switch f.Key {
+			case "url":
+				u = f.String
+			case "status_code":
+				status = strconv.FormatInt(f.Integer, 10)
+			}
+		}
+		c.onACME(u, status)
+		if !c.handles(e.Level) {
+			return nil
+		}
+	}
 	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))

@@ -11,5 +11,6 @@ import (
 	_ "github.com/certfleet/certfleet/dnsprovider/azure"          // registers "azure"
 	_ "github.com/certfleet/certfleet/dnsprovider/cloudflare"     // registers "cloudflare"
 	_ "github.com/certfleet/certfleet/dnsprovider/googleclouddns" // registers "googleclouddns"
+	_ "github.com/certfleet/certfleet/dnsprovider/rfc2136"        // registers "rfc2136"
 	_ "github.com/certfleet/certfleet/dnsprovider/route53"        // registers "route53"
 )

@@ -10,7 +10,7 @@ import (
 
 func TestAllRegistersEveryBuiltInProvider(t *testing.T) {
 	names := dnsprovider.Names()
-	for _, want := range []string{"azure", "cloudflare", "googleclouddns", "route53"} {
+	for _, want := range []string{"azure", "cloudflare", "googleclouddns", "rfc2136", "route53"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("Names() = %v, missing %q", names, want)
 		}

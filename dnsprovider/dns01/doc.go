@@ -20,8 +20,9 @@
 //   - follows a CNAME at _acme-challenge.<name> to the zone it delegates
 //     to, per name;
 //   - finds each zone and its authoritative nameservers itself, and checks
-//     propagation by asking them directly (all of them by default; see
-//     Propagation), polling fast at first and backing off;
+//     propagation by asking them directly (all of them by default, or the
+//     resolvers when port 53 to them is blocked; see Propagation), polling
+//     fast at first and backing off;
 //   - journals every record it writes in the shared storage before writing
 //     it, holds a lease there while it runs, and deletes the records of a
 //     member whose lease lapsed (a crash does not leave records behind);

@@ -47,7 +47,9 @@ type Config struct {
 	NameserverPort int
 
 	// Propagation says which servers must serve a record before the CA is
-	// asked to validate it. Default: PropagationAll.
+	// asked to validate it. Default: PropagationAuto (every authoritative
+	// nameserver, or the resolvers where the nameservers cannot be
+	// reached).
 	Propagation Propagation
 
 	// PropagationDelay is waited after a record is written, before the
@@ -75,6 +77,12 @@ type Config struct {
 	// must agree to within a fraction of it. Default: 1 minute; minimum
 	// 100 ms; maximum 1 hour.
 	OwnerLease time.Duration
+
+	// OnPropagated, if set, is called each time a challenge record was
+	// found on every server the propagation check asks, with the time
+	// since the record was journaled (just before it was written); not
+	// called when the check is skipped. For metrics; it must not block.
+	OnPropagated func(time.Duration)
 
 	// SweepInterval is how often the Solver looks for records left by
 	// members that died; it also sweeps just after a lease it saw is due
@@ -214,6 +222,8 @@ type Solver struct {
 
 	startMu sync.Mutex // serializes starting
 	started time.Time  // zero until started
+
+	warned sync.Map // unreachable nameservers already logged, by zone and addresses
 
 	mu     sync.Mutex
 	closed bool
@@ -407,8 +417,7 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return fmt.Errorf("dns01: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
 	}
-	needNS := s.cfg.Propagation == PropagationAll || s.cfg.Propagation == PropagationAny
-	zone, err := s.lookup.zoneFor(ctx, target, needNS)
+	zone, err := s.lookup.zoneFor(ctx, target, s.cfg.Propagation.asksNameservers())
 	if err != nil {
 		return fmt.Errorf("dns01: DNS-01 for %s: %w", strings.TrimSuffix(name, "."), err)
 	}
@@ -454,9 +463,10 @@ func (s *Solver) write(ctx context.Context, e journalEntry) error {
 		return nil
 	}
 	err = fmt.Errorf("dns01: writing the TXT record %s: %w", e.Name, err)
-	// A permanent refusal wrote nothing; anything else may have.
+	// A permanent refusal wrote nothing, unless it says that part of the
+	// write was kept (dnsprovider.Mirror); anything else may have.
 	var oe *dnsprovider.OpError
-	applied := ctx.Err() != nil || !errors.As(err, &oe) || oe.Temporary
+	applied := ctx.Err() != nil || !errors.As(err, &oe) || oe.Temporary || errors.Is(err, dnsprovider.ErrPartialWrite)
 	if applied {
 		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeCleanupMax)
 		defer cancel()
@@ -469,8 +479,10 @@ func (s *Solver) write(ctx context.Context, e journalEntry) error {
 }
 
 // Wait returns once the record of chal is served as the propagation policy
-// requires, or fails after PropagationTimeout naming the servers that do
-// not serve it.
+// requires, or fails with a *PropagationError naming, for each server that
+// does not serve it, the address queried, its last answer and the last
+// error: after PropagationTimeout, or at once when the policy needs
+// nameservers that cannot be reached (ErrNameserversUnreachable).
 func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
@@ -481,7 +493,13 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	if p == nil {
 		return fmt.Errorf("dns01: Wait for %s: no record was presented for this challenge", chal.DNS01TXTRecordName())
 	}
-	return s.waitPropagated(ctx, p)
+	if err := s.waitPropagated(ctx, p); err != nil {
+		return err
+	}
+	if s.cfg.OnPropagated != nil && s.cfg.Propagation != PropagationSkip {
+		s.cfg.OnPropagated(time.Since(p.entry.Created))
+	}
+	return nil
 }
 
 // presentedFor returns the key and the record presented for chal; nil when

@@ -564,13 +564,13 @@ func TestNewRejectsBadConfigNamingTheField(t *testing.T) {
 }
 
 func TestParsePropagation(t *testing.T) {
-	for in, want := range map[string]Propagation{"": PropagationAll, "ALL": PropagationAll, " any ": PropagationAny, "resolvers": PropagationResolvers, "skip": PropagationSkip} {
+	for in, want := range map[string]Propagation{"": PropagationAuto, "AUTO": PropagationAuto, "ALL": PropagationAll, " any ": PropagationAny, "resolvers": PropagationResolvers, "skip": PropagationSkip} {
 		got, err := ParsePropagation(in)
 		if err != nil || got != want {
 			t.Errorf("ParsePropagation(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := ParsePropagation("some"); err == nil || !strings.Contains(err.Error(), "all, any, resolvers or skip") {
+	if _, err := ParsePropagation("some"); err == nil || !strings.Contains(err.Error(), "auto, all, any, resolvers or skip") {
 		t.Errorf("ParsePropagation(some): %v", err)
 	}
 }

@@ -46,8 +46,9 @@ type lookup struct {
 	resolvers []string // "host:port"
 	nsPort    string   // port authoritative nameservers are queried on
 
-	mu    sync.Mutex
-	zones map[string]cachedZone // by the name the zone was looked up for
+	mu     sync.Mutex
+	zones  map[string]cachedZone  // by the name the zone was looked up for
+	probes map[string]*reachProbe // by nameserver address
 }
 
 type cachedZone struct {
@@ -332,30 +333,37 @@ func (l *lookup) addresses(ctx context.Context, host string) ([]netip.Addr, erro
 	return out, nil
 }
 
-// txtAt asks server for the TXT records at name and returns their values.
+// txtAt asks server for the TXT records at name and returns their values
+// and the answer in short ("TXT \"v\"", "no TXT records", "NXDOMAIN").
 // authoritative says whether the server is asked as an authoritative
 // nameserver (no recursion; the answer must be authoritative) or as a
 // resolver.
-func txtAt(ctx context.Context, server, name string, authoritative bool) ([]string, error) {
+func txtAt(ctx context.Context, server, name string, authoritative bool) (values []string, answer string, err error) {
 	r, err := exchange(ctx, newQuery(name, dns.TypeTXT, !authoritative), server)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	switch {
 	case r.Rcode == dns.RcodeNameError:
-		return nil, nil
+		return nil, "NXDOMAIN", nil
 	case r.Rcode != dns.RcodeSuccess:
-		return nil, fmt.Errorf("answered %s", dns.RcodeToString[r.Rcode])
+		return nil, dns.RcodeToString[r.Rcode], fmt.Errorf("answered %s", dns.RcodeToString[r.Rcode])
 	case authoritative && !r.Authoritative:
-		return nil, errors.New("answered without authority: it is not (or no longer) a nameserver of the zone")
+		return nil, "without authority", errors.New("answered without authority: it is not (or no longer) a nameserver of the zone")
 	}
-	var out []string
 	for _, rr := range r.Answer {
 		if t, ok := rr.(*dns.TXT); ok && canonicalFQDN(t.Hdr.Name) == canonicalFQDN(name) {
-			out = append(out, strings.Join(t.Txt, ""))
+			values = append(values, strings.Join(t.Txt, ""))
 		}
 	}
-	return out, nil
+	if len(values) == 0 {
+		return nil, "no TXT records", nil
+	}
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = strconv.Quote(v)
+	}
+	return values, "TXT " + strings.Join(quoted, " "), nil
 }
 
 // canonicalFQDN returns name in lower case with a trailing dot.

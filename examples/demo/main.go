@@ -5,6 +5,14 @@
 // happened and how long each step took.
 //
 //	go run ./examples/demo
+//
+// With --dns bind, the DNS server is a real BIND 9 (named, which must be
+// installed: Debian's bind9 package) that the demo starts on loopback with a
+// generated zone and TSIG key; certfleet writes the challenge records with
+// RFC 2136 dynamic updates, as it would to a company's own nameserver, and
+// the CA validates through BIND.
+//
+//	go run ./examples/demo --dns bind
 package main
 
 import (
@@ -12,6 +20,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,32 +31,100 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certfleet/certfleet/dnsprovider"
+	"github.com/certfleet/certfleet/dnsprovider/rfc2136"
 	"github.com/certfleet/certfleet/internal/testacme"
+	"github.com/certfleet/certfleet/internal/testacme/bind"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
 
 func main() {
-	if err := run(os.Stdout); err != nil {
+	dnsFlag := flag.String("dns", "builtin", "the DNS server certfleet writes to: builtin (in-process) or bind (a local BIND 9 over RFC 2136; needs named)")
+	flag.Parse()
+	if err := run(os.Stdout, *dnsFlag); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out io.Writer) error {
+// dnsSide is where the demo's challenge records go.
+type dnsSide struct {
+	provider dnsprovider.Provider
+	addr     string              // answers for the zone, and resolves
+	left     func() (int, error) // challenge records left
+	close    func() error
+}
+
+// builtinDNS uses the test world's own DNS server and provider.
+func builtinDNS(world *testacme.World) dnsSide {
+	return dnsSide{
+		provider: world.Provider(),
+		addr:     world.DNSAddr(),
+		left:     func() (int, error) { return len(world.Zones().TXT("_acme-challenge.example.test")), nil },
+		close:    func() error { return nil },
+	}
+}
+
+// bindDNS starts BIND 9 for example.test and writes to it over RFC 2136.
+func bindDNS() (dnsSide, error) {
+	if _, err := bind.Named(); err != nil {
+		return dnsSide{}, fmt.Errorf("--dns bind needs BIND 9's named, which is not installed: apt-get install bind9 (Debian, Ubuntu), or run the demo without --dns: %w", err)
+	}
+	ns, err := bind.New(bind.Options{Zones: []string{"example.test"}})
+	if err != nil {
+		return dnsSide{}, err
+	}
+	p, err := rfc2136.New(rfc2136.Config{Nameserver: ns.Addr(), TSIGKey: ns.KeyName(), TSIGSecret: ns.Secret(), TSIGAlgorithm: ns.Algorithm()})
+	if err != nil {
+		ns.Close()
+		return dnsSide{}, err
+	}
+	return dnsSide{
+		provider: p,
+		addr:     ns.Addr(),
+		left: func() (int, error) {
+			txt, err := ns.TXTRecords(context.Background())
+			return len(txt), err
+		},
+		close: ns.Close,
+	}, nil
+}
+
+func run(out io.Writer, dnsMode string) (err error) {
 	total := time.Now()
 	step := func(what string, start time.Time) {
 		fmt.Fprintf(out, "  %-52s %8s\n", what, time.Since(start).Round(time.Millisecond))
 	}
+	if dnsMode != "builtin" && dnsMode != "bind" {
+		return fmt.Errorf("--dns %q: want builtin or bind", dnsMode)
+	}
 	fmt.Fprintln(out, "certfleet demo: DNS-01 against an in-process CA, nothing leaves loopback")
 
 	start := time.Now()
-	world, err := testacme.New(testacme.Options{Zones: []string{"example.test"}})
+	var side dnsSide
+	var opts testacme.Options
+	if dnsMode == "bind" {
+		if side, err = bindDNS(); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, side.close()) }()
+		step("started BIND 9 (named) for example.test on "+side.addr, start)
+		start = time.Now()
+		// The CA validates through BIND, as a real CA asks its resolver.
+		opts.VAResolver = side.addr
+	}
+	world, err := testacme.New(opts)
 	if err != nil {
 		return err
 	}
 	defer world.Close()
-	step("started ACME CA (Pebble) and DNS server", start)
+	if dnsMode == "bind" {
+		step("started ACME CA (Pebble), validating through BIND", start)
+	} else {
+		side = builtinDNS(world)
+		step("started ACME CA (Pebble) and DNS server", start)
+	}
 
 	dir, err := os.MkdirTemp("", "certfleet-demo-")
 	if err != nil {
@@ -66,13 +143,13 @@ func run(out io.Writer) error {
 		Email:   "ops@example.test",
 		CA:      world.DirectoryURL(),
 		CARoots: world.ACMERoots(),
-		DNS:     world.Provider(),
+		DNS:     side.provider,
 		Storage: store,
-		// The zone lookup asks the test DNS server; the propagation check
+		// The zone lookup asks the demo's DNS server; the propagation check
 		// then asks every authoritative nameserver of the zone (policy
-		// "all"), which listens on the test server's port instead of 53.
-		Resolvers: []string{world.DNSAddr()},
-		DNSPort:   port(world.DNSAddr()),
+		// "all"), which listens on that server's port instead of 53.
+		Resolvers: []string{side.addr},
+		DNSPort:   port(side.addr),
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -88,8 +165,11 @@ func run(out io.Writer) error {
 	}
 	c := world.Counts()
 	step(fmt.Sprintf("obtained %d certificates over DNS-01 (%d orders)", c.Certificates, c.Orders), start)
-	fmt.Fprintf(out, "      the challenge records were checked on every authoritative nameserver, then removed: %d TXT left\n",
-		len(world.Zones().TXT("_acme-challenge.example.test")))
+	left, err := side.left()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "      the challenge records were checked on every authoritative nameserver, then removed: %d TXT left\n", left)
 
 	start = time.Now()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -33,6 +33,15 @@ func (w *World) Orders() []Order {
 	return slices.Clone(w.orders)
 }
 
+// RefuseNewOrders makes the CA answer every new-order request with a 503
+// serverInternal problem while on is true, as a CA that is down for
+// issuance (its directory and other resources still answer).
+func (w *World) RefuseNewOrders(on bool) {
+	w.wfeMu.Lock()
+	defer w.wfeMu.Unlock()
+	w.refuse = on
+}
+
 // serveACME passes requests to Pebble's WFE one at a time, and records the
 // orders and authorizations it creates and the renewal information asked
 // for.
@@ -45,6 +54,12 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost || r.URL.Path != newOrderPath {
 		w.wfe.ServeHTTP(rw, r)
+		return
+	}
+	if w.refuse {
+		rw.Header().Set("Content-Type", "application/problem+json")
+		rw.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(rw, `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"the test CA refuses new orders","status":503}`)
 		return
 	}
 	body, err := io.ReadAll(r.Body)

@@ -1,6 +1,7 @@
 package testacme
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -62,6 +63,14 @@ type Options struct {
 	// seconds. Default (0): Pebble's 6 hours.
 	ARIRetryAfter time.Duration
 
+	// VAResolver is the ip:port of the DNS server that Pebble's validation
+	// asks for challenge records (over TCP, recursion desired), in place of
+	// the world's own DNS server: a recursive server in front of another
+	// authoritative server (internal/testacme/bind), which chases a CNAME
+	// at _acme-challenge the way a CA's resolver does. Default: the world's
+	// DNS server.
+	VAResolver string
+
 	// Logger receives Pebble's logs. Default: discarded.
 	Logger *log.Logger
 }
@@ -91,6 +100,7 @@ type World struct {
 	// orders), and guards the records.
 	wfeMu       sync.Mutex
 	orders      []Order
+	refuse      bool // new orders are refused (RefuseNewOrders)
 	authzIDs    map[string]struct{}
 	ariRequests []RenewalInfoRequest
 
@@ -170,7 +180,7 @@ func New(opts Options) (*World, error) {
 		"PEBBLE_AUTHZREUSE":          reuse,
 		"PEBBLE_WFE_ORDERS_PER_PAGE": "",
 	}, func() http.Handler {
-		validator := va.New(logger, 0, 0, false, w.dns.Addr(), w.db)
+		validator := va.New(logger, 0, 0, false, cmp.Or(opts.VAResolver, w.dns.Addr()), w.db)
 		front := wfe.New(logger, w.db, validator, authority, []string{"pebble.letsencrypt.org"},
 			false, len(opts.EABKeys) > 0, 0, 0)
 		return front.Handler()
@@ -223,6 +233,12 @@ func (o Options) validate() error {
 	}
 	if o.BadNoncePercent < 0 || o.BadNoncePercent > 100 {
 		return fmt.Errorf("testacme: Options.BadNoncePercent %d: want 0 to 100", o.BadNoncePercent)
+	}
+	if o.VAResolver != "" {
+		host, _, err := net.SplitHostPort(o.VAResolver)
+		if err != nil || net.ParseIP(host) == nil {
+			return fmt.Errorf("testacme: Options.VAResolver %q: want ip:port such as 127.0.0.1:5353", o.VAResolver)
+		}
 	}
 	if o.Intermediates < 0 || o.Intermediates > 10 {
 		return fmt.Errorf("testacme: Options.Intermediates %d: want 0 (default 1) to 10", o.Intermediates)
@@ -295,12 +311,17 @@ func (w *World) Provider() *Provider { return w.provider }
 // StartDNSServer starts another authoritative server for the world's zones
 // on addr (see NewDNSServer), stopped by Close.
 func (w *World) StartDNSServer(addr string) (*DNSServer, error) {
+	return w.startServer(w.zones, addr)
+}
+
+// startServer starts a server for zones on addr, stopped by Close.
+func (w *World) startServer(zones *Zones, addr string) (*DNSServer, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return nil, errors.New("testacme: StartDNSServer: the world is closed")
+		return nil, errors.New("testacme: starting a DNS server: the world is closed")
 	}
-	s, err := NewDNSServer(w.zones, addr)
+	s, err := NewDNSServer(zones, addr)
 	if err != nil {
 		return nil, err
 	}
