@@ -324,13 +324,13 @@ const maxInFlight = 8
 func (p *Provider) ProviderName() string { return "rfc2136" }
 
 // String describes the provider without its secret.
-func (p *Provider) String() string { return "rfc2136.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "rfc2136.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its secret.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }

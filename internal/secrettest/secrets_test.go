@@ -3,9 +3,11 @@ package secrettest_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	libdnscf "github.com/libdns/cloudflare"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/certfleet/certfleet/dnsprovider/azure"
 	"github.com/certfleet/certfleet/dnsprovider/cloudflare"
 	"github.com/certfleet/certfleet/dnsprovider/googleclouddns"
+	"github.com/certfleet/certfleet/dnsprovider/rfc2136"
 	"github.com/certfleet/certfleet/dnsprovider/route53"
 	"github.com/certfleet/certfleet/internal/secrettest"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
@@ -36,7 +39,11 @@ const (
 	redisPw  = "SENTINELredisPassw0rd0123456789"
 	macKey   = "SENTINELeabMacKey0123456789abcdefghijklmnopq"
 	storeKey = "SENTINEL-storage-key-0123456789!" // KeySize bytes
+	tsigRaw  = "SENTINELtsigSecret0123456789abcdef"
 )
+
+// tsig is tsigRaw as TSIG secrets are written: base64.
+var tsig = base64.StdEncoding.EncodeToString([]byte(tsigRaw))
 
 // must returns v, or panics (failing the test) on an error while setting
 // up the values to check.
@@ -49,7 +56,8 @@ func must[T any](v T, err error) T {
 
 // TestSecretsNeverPrint formats every type that holds a secret — DNS
 // providers and their Configs (also dereferenced), the dnsprovider
-// wrappers (around certfleet's providers and around a raw libdns one),
+// wrappers (Guard, Audit, WithRetry, Observe, Route, Mirror; around
+// certfleet's providers and around a raw libdns one),
 // storage Configs and storages, encryption keys, EAB and tlsauto.Config —
 // with every fmt verb, through slog's text and JSON handlers and inside
 // errors, and finds no secret in any of them.
@@ -74,6 +82,8 @@ func TestSecretsNeverPrint(t *testing.T) {
 	gc := must(googleclouddns.New(gCfg))
 	// A line of the PEM private key in the service-account JSON.
 	gKeyLine := strings.Split(strings.SplitN(string(gCfg.ServiceAccountJSON), "PRIVATE KEY-----", 2)[1], `\n`)[2]
+	tsCfg := rfc2136.Config{Nameserver: "127.0.0.1:53", TSIGKey: "certfleet", TSIGSecret: tsig}
+	ts := must(rfc2136.New(tsCfg))
 	raw := &libdnscf.Provider{APIToken: token}
 
 	dir := t.TempDir()
@@ -103,6 +113,11 @@ func TestSecretsNeverPrint(t *testing.T) {
 		{"googleclouddns.Config", gCfg, []string{gKeyLine}},
 		{"*googleclouddns.Provider", gc, []string{gKeyLine}},
 		{"googleclouddns.Provider", *gc.(*googleclouddns.Provider), []string{gKeyLine}},
+		{"rfc2136.Config", tsCfg, []string{tsig, tsigRaw}},
+		{"*rfc2136.Provider", ts, []string{tsig, tsigRaw}},
+		{"rfc2136.Provider", *ts.(*rfc2136.Provider), []string{tsig, tsigRaw}},
+		{"Route", must(dnsprovider.Route(map[string]dnsprovider.Provider{"a.test": cf, "b.test": raw, "c.test": ts})), []string{token, token2, tsig, tsigRaw}},
+		{"Mirror", must(dnsprovider.Mirror(r53, raw, az)), []string{token, awsKey, awsSess, azSecret}},
 		{"postgres.Config URL", postgres.Config{ConnString: "postgres://u:" + pgPass + "@db.internal/certs?sslpassword=" + pgPass + "x"}, []string{pgPass}},
 		{"postgres.Config DSN", postgres.Config{ConnString: "host=db.internal user=u password='" + pgPass + "' dbname=certs"}, []string{pgPass}},
 		{"redis.Config URL", redis.Config{Addr: "redis://u:" + redisPw + "@127.0.0.1:6379/0"}, []string{redisPw}},
@@ -122,6 +137,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 		"route53":     {r53, []string{awsKey, awsSess}},
 		"azure":       {az, []string{azSecret}},
 		"gcloud":      {gc, []string{gKeyLine}},
+		"rfc2136":     {ts, []string{tsig, tsigRaw}},
 		"raw libdns":  {raw, []string{token}},
 		"nested":      {dnsprovider.WithRetry(dnsprovider.Guard(raw, "example.test"), dnsprovider.RetryPolicy{}), []string{token}},
 		"nil-wrapped": {dnsprovider.Audit(nil, nil), []string{token}},
@@ -131,6 +147,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 			value{"Guard(" + name + ")", dnsprovider.Guard(in.p, "example.test"), in.secrets},
 			value{"Audit(" + name + ")", dnsprovider.Audit(in.p, nil), in.secrets},
 			value{"WithRetry(" + name + ")", dnsprovider.WithRetry(in.p, dnsprovider.RetryPolicy{}), in.secrets},
+			value{"Observe(" + name + ")", dnsprovider.Observe(in.p, func(string, error, time.Duration) {}), in.secrets},
 		)
 	}
 	if cs := os.Getenv("CERTFLEET_TEST_POSTGRES"); strings.HasPrefix(cs, "postgres://") {
