@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -79,4 +80,26 @@ func Check(t testing.TB, what string, v any, secrets ...string) {
 			}
 		}
 	}
+}
+
+// URLPassword returns the password of the URL raw, when there is one that
+// an error could only show by leaking it: url.Parse finds it, it is at
+// least 6 letters and digits (so that it cannot turn up by chance or
+// through escaping), and it occurs in raw exactly once. Fuzz targets use
+// it to check that errors about a URL never show its password.
+func URLPassword(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return "", false
+	}
+	pw, ok := u.User.Password()
+	if !ok || len(pw) < 6 || strings.Count(raw, pw) != 1 {
+		return "", false
+	}
+	for _, r := range pw {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return "", false
+		}
+	}
+	return pw, true
 }
