@@ -174,6 +174,28 @@ type Config struct {
 	// LetsEncrypt go to LetsEncryptStaging first (certmagic's TestCA), to
 	// spare production rate limits. Default: off; every attempt goes to CA.
 	StagingRetries bool
+
+	// SessionTickets says whose keys encrypt TLS session tickets:
+	// TicketsShared (the default) keeps them in Storage, so that a session
+	// begun at one member of the fleet resumes at any other; TicketsLocal
+	// leaves them to crypto/tls, which makes random keys for each
+	// tls.Config value; TicketsOff turns session tickets off. See
+	// Manager.InstallSessionTickets.
+	SessionTickets TicketMode
+
+	// SessionTicketRotation is how often, under TicketsShared, a new
+	// session ticket key is made (by one member, for the whole fleet) and
+	// starts encrypting new tickets. Default: 12 hours; 1 s to 7 days.
+	SessionTicketRotation time.Duration
+
+	// SessionTicketLifetime is how long, under TicketsShared, a session
+	// ticket key still decrypts tickets after it was made: a ticket
+	// resumes for between SessionTicketLifetime−SessionTicketRotation and
+	// SessionTicketLifetime after it was issued. Default: 3 ×
+	// SessionTicketRotation (36 hours with the default rotation);
+	// SessionTicketRotation to 16 × SessionTicketRotation, and at most
+	// 7 days (crypto/tls refuses older sessions anyway).
+	SessionTicketLifetime time.Duration
 }
 
 // CA is an ACME certificate authority of Config.CAs.
@@ -301,6 +323,7 @@ type settings struct {
 	serveExpired    bool
 	chainRoots      *x509.CertPool
 	minLifetimeLeft float64
+	tickets         ticketSettings
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -378,6 +401,9 @@ func (c *Config) validate() (settings, error) {
 		return s, invalid("HealthyLifetimeLeft", "%v is outside (0, 1): use 0 for the default (0.1)", f)
 	default:
 		s.minLifetimeLeft = f
+	}
+	if s.tickets, err = c.checkTickets(); err != nil {
+		return s, err
 	}
 	s.shareNames = c.ShareNames
 	s.serveExpired = c.ServeExpired

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/internal/secretenv"
@@ -201,13 +203,23 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}
+	s, closer, err := storageFromEnv(ctx, get, env)
+	cfg.Storage = s
+	return cfg, closer, err
+}
+
+// storageFromEnv opens the storage of CERTFLEET_STORAGE within ctx,
+// encrypted when CERTFLEET_STORAGE_KEYS is set; nil when neither is set.
+// The returned closer, if not nil, releases what it opened.
+func storageFromEnv(ctx context.Context, get, env func(string) string) (certmagic.Storage, io.Closer, error) {
+	var st certmagic.Storage
 	var closer io.Closer
 	if u := get(EnvStorage); u != "" {
 		s, err := storage.Open(ctx, u)
 		if err != nil {
-			return cfg, nil, fmt.Errorf("%s: %w", EnvStorage, err)
+			return nil, nil, fmt.Errorf("%s: %w", EnvStorage, err)
 		}
-		cfg.Storage = s
+		st = s
 		closer, _ = s.(io.Closer)
 	}
 	keys, err := encrypt.KeysFromEnv(env)
@@ -216,23 +228,23 @@ func configFromEnv(ctx context.Context, env func(string) string, domains []strin
 		if closer != nil {
 			closer.Close()
 		}
-		return cfg, nil, err
+		return nil, nil, err
 	case len(keys) > 0:
-		if cfg.Storage == nil {
+		if st == nil {
 			s, c, err := defaultStorage()
 			if err != nil {
-				return cfg, nil, err
+				return nil, nil, err
 			}
-			cfg.Storage, closer = s, c
+			st, closer = s, c
 		}
-		if cfg.Storage, err = encrypt.New(encrypt.Config{Storage: cfg.Storage, Keys: keys}); err != nil {
+		if st, err = encrypt.New(encrypt.Config{Storage: st, Keys: keys}); err != nil {
 			if closer != nil {
 				closer.Close()
 			}
-			return cfg, nil, err
+			return nil, nil, err
 		}
 	}
-	return cfg, closer, nil
+	return st, closer, nil
 }
 
 // defaultStartTimeout is CERTFLEET_START_TIMEOUT's default.

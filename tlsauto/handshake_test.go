@@ -1,6 +1,7 @@
 package tlsauto
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -129,5 +130,29 @@ func BenchmarkGetCertificateWhileNamesChurn(b *testing.B) {
 			close(stop)
 			wg.Wait()
 		})
+	}
+}
+
+// BenchmarkStatus10000Names measures Status on a Manager with 10,000
+// served names (what a scrape or a health probe costs).
+//
+//	go test -run '^$' -bench Status10000Names -benchmem ./tlsauto/
+func BenchmarkStatus10000Names(b *testing.B) {
+	t := &testing.T{}
+	cert := selfSigned(t, time.Now(), "*.example.com")
+	m := &Manager{names: map[string]*entry{}, s: settings{minLifetimeLeft: 0.1}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	defer m.cancel()
+	for i := range 10000 {
+		name := fmt.Sprintf("n%d.example.com", i)
+		m.s.domains = append(m.s.domains, name)
+		m.names[name] = &entry{name: name, fixed: true, managed: true, ctx: m.ctx}
+		m.served.set(name, cert)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := m.Status(); len(st.Names) != 10000 || !st.Healthy {
+			b.Fatalf("%d names, healthy %v", len(st.Names), st.Healthy)
+		}
 	}
 }

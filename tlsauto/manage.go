@@ -37,6 +37,8 @@ type entry struct {
 	obtainedBy  string    // for Status: who obtained the served certificate
 	renewAt     time.Time // for Status: when the served certificate renews
 	renewReason string
+	info        *CertificateInfo // for Status: describes infoOf
+	infoOf      *tls.Certificate
 }
 
 // retryPolicy spaces the attempts for a name that cannot be had yet.

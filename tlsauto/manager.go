@@ -33,6 +33,7 @@ type Manager struct {
 	log     *slog.Logger
 	dns01   *dns01.Solver
 	onEvent func(Event)
+	tickets *tickets // the fleet's session ticket keys; nil unless TicketsShared
 
 	// served is what the handshake path reads.
 	served   served
@@ -92,6 +93,9 @@ func New(cfg Config) (*Manager, error) {
 		store, m.closer = st, closer
 	}
 	m.storage = observeStorage(store, &m.stats)
+	if s.tickets.mode == TicketsShared {
+		m.tickets = newTickets(s.tickets, m.storage, m.log)
+	}
 	cfg.DNS = dnsprovider.Observe(cfg.DNS, m.observeDNS(dnsprovider.Name(cfg.DNS)))
 	if m.dns01, err = newSolver(cfg, s, m.storage, m.stats.propagation.observe); err != nil {
 		if m.closer != nil {
@@ -148,6 +152,12 @@ func (m *Manager) start(ctx context.Context) {
 			m.log.Warn("starting the DNS-01 solver; will retry with the first challenge", "error", err)
 		}
 		m.wg.Go(func() { m.syncLoop(m.ctx) })
+		if m.tickets != nil {
+			// The fleet's keys are read (or made) before the first name is
+			// served, so that its first tickets resume at every member.
+			next, err := m.tickets.refresh(ctx)
+			m.wg.Go(func() { m.tickets.run(m.ctx, next, err) })
+		}
 		if !m.s.serveExpired {
 			m.wg.Go(func() { m.expiryLoop(m.ctx) })
 		}
@@ -164,13 +174,17 @@ func (m *Manager) alive() error {
 
 // TLSConfig returns a TLS configuration that serves the Manager's
 // certificates, for http.Server.TLSConfig or tls.NewListener. It offers
-// HTTP/2 and HTTP/1.1 and requires TLS 1.2 or later; callers may change it.
+// HTTP/2 and HTTP/1.1, requires TLS 1.2 or later, and handles session
+// tickets as Config.SessionTickets says (see InstallSessionTickets);
+// callers may change it.
 func (m *Manager) TLSConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		GetCertificate: m.GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},
 		MinVersion:     tls.VersionTLS12,
 	}
+	m.InstallSessionTickets(cfg)
+	return cfg
 }
 
 // Renew renews the certificate of a managed name now, whatever its

@@ -78,6 +78,7 @@ type CertificateInfo struct {
 }
 
 // Status returns what the Manager serves for each managed name and why.
+// The CertificateInfo values are shared between calls: do not modify them.
 func (m *Manager) Status() Status {
 	now := time.Now()
 	snap := m.served.load()
@@ -101,7 +102,10 @@ func (m *Manager) Status() Status {
 		}
 		cert := snap.lookupManaged(name)
 		if cert != nil && cert.Leaf != nil {
-			ns.Certificate = describe(cert.Leaf)
+			if e.infoOf != cert {
+				e.info, e.infoOf = describe(cert.Leaf), cert
+			}
+			ns.Certificate = e.info
 		}
 		inProgress, _ := m.stats.obtaining(name)
 		switch {

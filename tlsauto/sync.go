@@ -34,6 +34,8 @@ func (m *Manager) follow(ctx context.Context, changes <-chan string) {
 		switch {
 		case key == "": // changes may have been missed
 			m.resync(ctx)
+		case key == ticketKeysKey:
+			m.ticketsChanged()
 		case strings.HasPrefix(key, obtainedPrefix+"/"):
 			if name := strings.TrimPrefix(key, obtainedPrefix+"/"); m.isManaged(name) {
 				m.noteObtainedBy(ctx, name)
@@ -62,6 +64,7 @@ func (m *Manager) follow(ctx context.Context, changes <-chan string) {
 // resync reads the shared set of names (with Config.ShareNames) and every
 // managed certificate again.
 func (m *Manager) resync(ctx context.Context) {
+	m.ticketsChanged()
 	if m.s.shareNames {
 		if err := m.reconcileShared(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("reading the shared set of names", "error", err)

@@ -31,10 +31,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/dnsprovider/rfc2136"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/bind"
+	"github.com/certfleet/certfleet/metrics"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -209,7 +212,48 @@ func run(out io.Writer, dnsMode string) (err error) {
 			}
 		}
 	}
+	if err := printMetrics(out, m); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "done in %s\n", time.Since(total).Round(time.Millisecond))
+	return nil
+}
+
+// printMetrics scrapes the Manager's Prometheus metrics once and prints the
+// interesting ones, as a monitoring system would see them.
+func printMetrics(out io.Writer, m *tlsauto.Manager) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(m))
+	fams, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "metrics (one scrape of metrics.New(m)):")
+	for _, f := range fams {
+		for _, mt := range f.GetMetric() {
+			var labels []string
+			for _, l := range mt.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			var v string
+			switch {
+			case mt.GetHistogram() != nil:
+				h := mt.GetHistogram()
+				if h.GetSampleCount() == 0 {
+					continue
+				}
+				v = fmt.Sprintf("count %d, sum %.3fs", h.GetSampleCount(), h.GetSampleSum())
+			case mt.GetCounter() != nil:
+				v = fmt.Sprint(mt.GetCounter().GetValue())
+			case mt.GetGauge() != nil:
+				v = fmt.Sprint(mt.GetGauge().GetValue())
+				if strings.HasSuffix(f.GetName(), "_timestamp_seconds") {
+					v = time.Unix(int64(mt.GetGauge().GetValue()), 0).UTC().Format(time.RFC3339)
+				}
+			}
+			fmt.Fprintf(out, "      %s{%s} %s\n", f.GetName(), strings.Join(labels, ","), v)
+		}
+	}
 	return nil
 }
 

@@ -61,6 +61,13 @@ type MemberSpec struct {
 	// are managed by all.
 	ShareNames bool `json:"share_names"`
 
+	// SessionTickets, SessionTicketRotation and SessionTicketLifetime are
+	// tlsauto.Config's: whose keys encrypt session tickets, and how they
+	// rotate.
+	SessionTickets        tlsauto.TicketMode `json:"session_tickets"`
+	SessionTicketRotation time.Duration      `json:"session_ticket_rotation"`
+	SessionTicketLifetime time.Duration      `json:"session_ticket_lifetime"`
+
 	// LogLevel is the level of the member's logs on standard error.
 	LogLevel slog.Level `json:"log_level"`
 }
@@ -169,23 +176,26 @@ func (r *member) run(stdin io.Reader) error {
 		return err
 	}
 	r.m, err = tlsauto.New(tlsauto.Config{
-		Domains:              spec.Domains,
-		Email:                spec.Email,
-		CA:                   spec.CA,
-		CARoots:              roots,
-		DNS:                  hold,
-		Storage:              store,
-		Resolvers:            spec.Resolvers,
-		PropagationCheck:     dns01.Propagation(spec.PropagationCheck),
-		PropagationTimeout:   spec.PropagationTimeout,
-		DNSPort:              spec.DNSPort,
-		Logger:               logger,
-		RenewalCheckInterval: spec.RenewalCheckInterval,
-		RenewalWindowRatio:   spec.RenewalWindowRatio,
-		SyncInterval:         spec.SyncInterval,
-		SolverLease:          spec.SolverLease,
-		ShareNames:           spec.ShareNames,
-		OnEvent:              r.onEvent,
+		Domains:               spec.Domains,
+		Email:                 spec.Email,
+		CA:                    spec.CA,
+		CARoots:               roots,
+		DNS:                   hold,
+		Storage:               store,
+		Resolvers:             spec.Resolvers,
+		PropagationCheck:      dns01.Propagation(spec.PropagationCheck),
+		PropagationTimeout:    spec.PropagationTimeout,
+		DNSPort:               spec.DNSPort,
+		Logger:                logger,
+		RenewalCheckInterval:  spec.RenewalCheckInterval,
+		RenewalWindowRatio:    spec.RenewalWindowRatio,
+		SyncInterval:          spec.SyncInterval,
+		SolverLease:           spec.SolverLease,
+		ShareNames:            spec.ShareNames,
+		SessionTickets:        spec.SessionTickets,
+		SessionTicketRotation: spec.SessionTicketRotation,
+		SessionTicketLifetime: spec.SessionTicketLifetime,
+		OnEvent:               r.onEvent,
 	})
 	if err != nil {
 		return err
