@@ -3,6 +3,7 @@ package tlsauto
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -246,6 +247,11 @@ func (b EAB) String() string { return fmt.Sprintf("EAB{KeyID: %q, MACKey: <redac
 // GoString is String, so that %#v does not show the MAC key either.
 func (b EAB) GoString() string { return b.String() }
 
+// MarshalJSON writes String as a JSON string, so that a EAB inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (b EAB) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
+
 // Format writes String for every verb.
 func (b EAB) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(b.String())) }
 
@@ -263,12 +269,23 @@ func (c Config) String() string {
 	if c.EAB != nil {
 		eab = c.EAB.String()
 	}
-	return fmt.Sprintf("tlsauto.Config{Domains: %q, Email: %q, CA: %q, DNS: %s, Storage: %s, KeyType: %q, Profile: %q, EAB: %s}",
-		c.Domains, c.Email, c.CA, describeDNS(c.DNS), describeStorage(c.Storage), c.KeyType, c.Profile, eab)
+	cas := make([]string, len(c.CAs))
+	for i, ca := range c.CAs {
+		cas[i] = ca.URL
+		if ca.EAB != nil {
+			cas[i] += " with " + ca.EAB.String()
+		}
+	}
+	return fmt.Sprintf("tlsauto.Config{Domains: %q, Email: %q, CA: %q, CAs: %q, DNS: %s, Storage: %s, KeyType: %q, Profile: %q, EAB: %s}",
+		c.Domains, c.Email, c.CA, cas, describeDNS(c.DNS), describeStorage(c.Storage), c.KeyType, c.Profile, eab)
 }
 
 // GoString is String, for %#v.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string: marshalled by reflection, a
+// Config would show the fields of its DNS provider, credentials included.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Format writes String for every verb.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }

@@ -58,7 +58,8 @@ func must[T any](v T, err error) T {
 // providers and their Configs (also dereferenced), the dnsprovider
 // wrappers (Guard, Audit, WithRetry, Observe, Route, Mirror; around
 // certfleet's providers and around a raw libdns one),
-// storage Configs and storages, encryption keys, EAB and tlsauto.Config —
+// storage Configs and storages, encryption keys, EAB, tlsauto.CA and
+// tlsauto.Config —
 // with every fmt verb, through slog's text and JSON handlers and inside
 // errors, and finds no secret in any of them.
 func TestSecretsNeverPrint(t *testing.T) {
@@ -127,7 +128,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 		{"encrypted storage", enc, []string{storeKey}},
 		{"tlsauto.EAB", eab, []string{macKey}},
 		{"*tlsauto.EAB", &eab, []string{macKey}},
-		{"tlsauto.Config", tlsauto.Config{Domains: []string{"example.test"}, DNS: raw, Storage: enc, EAB: &eab}, []string{token, macKey, storeKey}},
+		{"tlsauto.CA", tlsauto.CA{URL: "https://ca.test/dir", EAB: &eab}, []string{macKey}},
+		{"tlsauto.Config", tlsauto.Config{Domains: []string{"example.test"}, DNS: raw, Storage: enc, EAB: &eab,
+			CAs: []tlsauto.CA{{URL: "https://ca.test/dir", EAB: &eab}}}, []string{token, macKey, storeKey}},
 	}
 	inner := map[string]struct {
 		p       dnsprovider.Provider

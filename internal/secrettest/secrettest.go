@@ -21,7 +21,8 @@ import (
 var Verbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T %[1]v"}
 
 // Renderings returns every rendering of v that Check searches, by how it
-// was made.
+// was made. slog's JSON handler marshals a struct holding v with
+// encoding/json, so v must redact itself there too (MarshalJSON).
 func Renderings(v any) map[string]string {
 	out := map[string]string{}
 	for _, verb := range Verbs {
@@ -40,6 +41,7 @@ func Renderings(v any) map[string]string {
 		log := slog.New(h(&b))
 		log.Info("value", "v", v)
 		log.Info("group", slog.Group("g", slog.Any("v", v)))
+		log.Info("nested", "s", struct{ V any }{v})
 		log.With("v", v).Info("with")
 		log.Info("error", "err", fmt.Errorf("failed: %v", v))
 		out["slog "+name] = b.String()

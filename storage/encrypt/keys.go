@@ -2,6 +2,7 @@ package encrypt
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -76,6 +77,11 @@ func (k Keys) String() string {
 
 // GoString is String, for %#v.
 func (k Keys) GoString() string { return k.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Keys inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (k Keys) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
 
 // Format writes String for every verb.
 func (k Keys) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(k.String())) }
