@@ -21,15 +21,18 @@ var backends = registry.Registry[OpenFunc]{
 // builtin maps the schemes of certfleet's own backends to the package that
 // registers them, so that Open can say which import is missing.
 var builtin = map[string]string{
+	"etcd":            "github.com/certfleet/certfleet/storage/etcd",
+	"etcds":           "github.com/certfleet/certfleet/storage/etcd",
 	"file":            "github.com/certfleet/certfleet/storage/file",
+	"nats":            "github.com/certfleet/certfleet/storage/nats",
 	"postgres":        "github.com/certfleet/certfleet/storage/postgres",
 	"postgresql":      "github.com/certfleet/certfleet/storage/postgres",
 	"redis":           "github.com/certfleet/certfleet/storage/redis",
-	"rediss":          "github.com/certfleet/certfleet/storage/redis",
-	"redis+sentinel":  "github.com/certfleet/certfleet/storage/redis",
-	"rediss+sentinel": "github.com/certfleet/certfleet/storage/redis",
 	"redis+cluster":   "github.com/certfleet/certfleet/storage/redis",
+	"redis+sentinel":  "github.com/certfleet/certfleet/storage/redis",
+	"rediss":          "github.com/certfleet/certfleet/storage/redis",
 	"rediss+cluster":  "github.com/certfleet/certfleet/storage/redis",
+	"rediss+sentinel": "github.com/certfleet/certfleet/storage/redis",
 }
 
 // ErrUnknownScheme is returned (wrapped) by Open for a URL whose scheme no

@@ -23,7 +23,14 @@ func TestIssuesOnEveryBackend(t *testing.T) {
 	key := make([]byte, encrypt.KeySize)
 	rand.Read(key)
 	for _, encrypted := range []bool{false, true} {
-		for _, b := range backendtest.All(t) { // a namespace of its own each time
+		bs := backendtest.All(t)
+		if b, ok := backendtest.Etcd(t); ok {
+			bs = append(bs, b)
+		}
+		if b, ok := backendtest.NATS(t); ok {
+			bs = append(bs, b)
+		}
+		for _, b := range bs { // a namespace of its own each time
 			name := b.Name
 			if encrypted {
 				name += "+encrypt"

@@ -176,6 +176,21 @@ type Config struct {
 	// spare production rate limits. Default: off; every attempt goes to CA.
 	StagingRetries bool
 
+	// OrderBudget is how many new orders the whole fleet sharing Storage
+	// places with the CA account (the first CA of CAs) in any
+	// OrderBudgetWindow: an attempt that would exceed it waits for a slot,
+	// reserved for its name in Storage, so that the first issuance of many
+	// names is paced within the CA's limit instead of failing against it.
+	// Default (0): DefaultOrderBudget, Let's Encrypt's published limit of
+	// 300 new orders per account per 3 hours; at most 1,000,000; negative:
+	// no budget. Whatever the budget, when the CA answers rateLimited (or
+	// 503 naming a time, or server errors several attempts in a row), no
+	// member orders from it until the time it gave.
+	OrderBudget int
+
+	// OrderBudgetWindow is the window of OrderBudget. Default:
+	// DefaultOrderBudgetWindow (3 hours); 1 s to 7 days.
+	OrderBudgetWindow time.Duration
 	// SessionTickets says whose keys encrypt TLS session tickets:
 	// TicketsShared (the default) keeps them in Storage, so that a session
 	// begun at one member of the fleet resumes at any other; TicketsLocal
@@ -340,7 +355,10 @@ type settings struct {
 	serveExpired    bool
 	chainRoots      *x509.CertPool
 	minLifetimeLeft float64
-	tickets         ticketSettings
+
+	orderBudget       int // 0: none
+	orderBudgetWindow time.Duration
+	tickets           ticketSettings
 }
 
 // validate checks c and fills in defaults. Every error names the field.
@@ -418,6 +436,9 @@ func (c *Config) validate() (settings, error) {
 		return s, invalid("HealthyLifetimeLeft", "%v is outside (0, 1): use 0 for the default (0.1)", f)
 	default:
 		s.minLifetimeLeft = f
+	}
+	if s.orderBudget, s.orderBudgetWindow, err = c.checkOrderBudget(); err != nil {
+		return s, err
 	}
 	if s.tickets, err = c.checkTickets(); err != nil {
 		return s, err
@@ -594,4 +615,23 @@ func checkEAB(field string, b *EAB) error {
 		return invalid(field, "MACKey is not base64url-encoded; paste it exactly as the CA gave it")
 	}
 	return nil
+}
+
+// checkOrderBudget applies the defaults and bounds of OrderBudget and
+// OrderBudgetWindow; a budget of 0 means none.
+func (c *Config) checkOrderBudget() (int, time.Duration, error) {
+	window, err := checkDuration("OrderBudgetWindow", c.OrderBudgetWindow, DefaultOrderBudgetWindow, time.Second, 7*24*time.Hour)
+	if err != nil {
+		return 0, 0, err
+	}
+	switch n := c.OrderBudget; {
+	case n == 0:
+		return DefaultOrderBudget, window, nil
+	case n < 0:
+		return 0, window, nil
+	case n > maxOrderBudget:
+		return 0, 0, invalid("OrderBudget", "%d is more than the maximum, %d: use a negative value for no budget", n, maxOrderBudget)
+	default:
+		return n, window, nil
+	}
 }

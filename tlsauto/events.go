@@ -37,6 +37,10 @@ func (m *Manager) emit(ctx context.Context, name string, data map[string]any) er
 	case "cert_obtaining":
 		id, _ := data["identifier"].(string)
 		renewal, _ := data["renewal"].(bool)
+		forced, _ := data["forced"].(bool)
+		if err := m.gateOrder(ctx, id, renewal, forced); err != nil {
+			return err // cancels the attempt before it reaches the CA
+		}
 		m.stats.obtainStarted(id, renewal)
 		return nil
 	case "cert_obtained":
@@ -55,6 +59,7 @@ func (m *Manager) emit(ctx context.Context, name string, data map[string]any) er
 		e.Kind = Renewed
 	}
 	m.stats.obtainEnded(e.Name, e.Renewal, e.Kind != Failed)
+	m.noteCAResult(ctx, e.Name, data, e.Err)
 	m.noteAttempt(e)
 	if e.Kind != Failed {
 		// Serve it now; the handshake path never reads storage. Other

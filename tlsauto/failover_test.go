@@ -3,6 +3,7 @@ package tlsauto_test
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"testing"
 	"time"
 
@@ -47,8 +48,8 @@ func TestFailsOverToTheNextCAAndBack(t *testing.T) {
 	if err := members[0].Renew(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	for _, addr := range addrs {
-		wait.For(t, time.Minute, "member to serve the first CA's certificate again", func() bool {
+	for i, addr := range addrs {
+		wait.For(t, time.Minute, fmt.Sprintf("member %d to serve the first CA's certificate again", i), func() bool {
 			_, err := handshake(t, addr, name, w1.Roots())
 			return err == nil
 		})

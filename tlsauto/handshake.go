@@ -220,14 +220,39 @@ func (m *Manager) loadFrom(ctx context.Context, name string) (*tls.Certificate, 
 			}
 			continue
 		}
-		if best == nil || m.verify(name, best, now) != nil || m.verify(name, cert, now) == nil && newer(cert, best) {
-			best, bestIssuer = cert, issuer
+		switch {
+		case best == nil, m.verify(name, best, now) != nil:
+		case m.verify(name, cert, now) != nil:
+			continue
+		case sameValidity(cert, best):
+			// Two CAs issued within the same second: the one stored last
+			// is the newest.
+			if !m.storedAfter(ctx, name, issuer, bestIssuer) {
+				continue
+			}
+		case !newer(cert, best):
+			continue
 		}
+		best, bestIssuer = cert, issuer
 	}
 	if best == nil {
 		return nil, "", firstErr
 	}
 	return best, bestIssuer, nil
+}
+
+// sameValidity reports whether a and b have the same validity period (to
+// the second, as certificates carry it).
+func sameValidity(a, b *tls.Certificate) bool {
+	return a.Leaf != nil && b.Leaf != nil && a.Leaf.NotBefore.Equal(b.Leaf.NotBefore) && a.Leaf.NotAfter.Equal(b.Leaf.NotAfter)
+}
+
+// storedAfter reports whether name's certificate from the CA with issuer
+// key a was stored after the one from issuer key b.
+func (m *Manager) storedAfter(ctx context.Context, name, a, b string) bool {
+	ia, erra := m.storage.Stat(ctx, certmagic.StorageKeys.SiteCert(a, name))
+	ib, errb := m.storage.Stat(ctx, certmagic.StorageKeys.SiteCert(b, name))
+	return erra == nil && errb == nil && ia.Modified.After(ib.Modified)
 }
 
 // loadIssued reads name's certificate and key as stored for one CA.

@@ -267,6 +267,15 @@ func (m *Manager) work(e *entry) {
 			m.mu.Unlock()
 			return
 		}
+		// Held back before the CA (its back-off, the fleet's order
+		// budget): not a failure; try again at the time given.
+		if we := (*WaitError)(nil); errors.As(err, &we) {
+			if !m.holdBack(e, we) {
+				return
+			}
+			attempt--
+			continue
+		}
 		// Unusable stored data is moved aside and obtained anew at once
 		// (once in a row: if healing does not help, back off).
 		if healedAt != attempt-1 || attempt == 1 {
@@ -294,16 +303,24 @@ func (m *Manager) work(e *entry) {
 			return
 		}
 		m.log.Warn("could not get a certificate; will retry", "name", e.name, "attempt", attempt, "retry_in", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-e.ctx.Done():
-			t.Stop()
+		if !m.sleepRetry(e, wait) {
 			return
-		case <-e.wake:
-		case <-t.C:
 		}
-		t.Stop()
 	}
+}
+
+// sleepRetry waits wait, or until the name's goroutine is asked to try
+// again now. It reports false when the name's context ended.
+func (m *Manager) sleepRetry(e *entry, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-e.ctx.Done():
+		return false
+	case <-e.wake:
+	case <-t.C:
+	}
+	return true
 }
 
 // attempt brings name under certmagic's management, which loads its
@@ -319,6 +336,7 @@ func (m *Manager) attempt(ctx context.Context, name string) error {
 		return ctx.Err()
 	}
 	defer func() { <-m.sem }()
+	ctx = withImmediate(ctx) // a renewal due now is not spread: Start waits for it
 	err := m.magic.ManageSync(ctx, []string{name})
 	cert, cm := m.cached(name)
 	if cert == nil {

@@ -33,6 +33,7 @@ type Manager struct {
 	log     *slog.Logger
 	dns01   *dns01.Solver
 	onEvent func(Event)
+	gate    *caGate  // the fleet's CA back-off and order budget
 	tickets *tickets // the fleet's session ticket keys; nil unless TicketsShared
 
 	// served is what the handshake path reads.
@@ -93,6 +94,7 @@ func New(cfg Config) (*Manager, error) {
 		store, m.closer = st, closer
 	}
 	m.storage = observeStorage(store, &m.stats)
+	m.gate = newCAGate(m.storage, m.member, m.log, s.orderBudget, s.orderBudgetWindow)
 	if s.tickets.mode == TicketsShared {
 		m.tickets = newTickets(s.tickets, m.storage, m.log)
 	}

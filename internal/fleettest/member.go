@@ -61,6 +61,10 @@ type MemberSpec struct {
 	// are managed by all.
 	ShareNames bool `json:"share_names"`
 
+	// OrderBudget and OrderBudgetWindow are tlsauto.Config's: the orders
+	// the fleet places with the CA in any window.
+	OrderBudget       int           `json:"order_budget"`
+	OrderBudgetWindow time.Duration `json:"order_budget_window"`
 	// SessionTickets, SessionTicketRotation and SessionTicketLifetime are
 	// tlsauto.Config's: whose keys encrypt session tickets, and how they
 	// rotate.
@@ -195,6 +199,8 @@ func (r *member) run(stdin io.Reader) error {
 		SessionTickets:        spec.SessionTickets,
 		SessionTicketRotation: spec.SessionTicketRotation,
 		SessionTicketLifetime: spec.SessionTicketLifetime,
+		OrderBudget:           spec.OrderBudget,
+		OrderBudgetWindow:     spec.OrderBudgetWindow,
 		OnEvent:               r.onEvent,
 	})
 	if err != nil {

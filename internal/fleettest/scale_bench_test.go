@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/certfleet/certfleet/internal/fleettest"
 	"github.com/certfleet/certfleet/internal/testacme"
+	"github.com/certfleet/certfleet/metrics"
 	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -112,6 +114,7 @@ func scaleRun(b *testing.B, impl, dir string, names []string, maker *fleettest.C
 		if err := m.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
+		scrapeCost(b, m)
 		served = func(name string) string {
 			c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
 			if err != nil || c.Leaf == nil {
@@ -229,4 +232,39 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// scrapeCost measures what monitoring costs on m: Status, and a full
+// Prometheus scrape through the metrics package (a Registry's Gather),
+// each the median of 5 calls, with the allocations of one call.
+func scrapeCost(b *testing.B, m *tlsauto.Manager) {
+	b.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(m))
+	for _, c := range []struct {
+		what string
+		call func()
+	}{
+		{"status", func() { m.Status() }},
+		{"scrape", func() {
+			if _, err := reg.Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}},
+	} {
+		var times []time.Duration
+		var ms0, ms1 runtime.MemStats
+		for i := range 5 {
+			runtime.ReadMemStats(&ms0)
+			start := time.Now()
+			c.call()
+			times = append(times, time.Since(start))
+			if i == 0 {
+				runtime.ReadMemStats(&ms1)
+			}
+		}
+		slices.Sort(times)
+		b.ReportMetric(float64(times[2].Microseconds())/1000, c.what+"-ms")
+		b.Logf("%s with %d names: median %v, %d allocations per call", c.what, scaleNames, times[2].Round(time.Microsecond), ms1.Mallocs-ms0.Mallocs)
+	}
 }

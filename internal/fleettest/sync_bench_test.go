@@ -35,15 +35,23 @@ const (
 // just after the certificate is stored, so a lag can be negative: the
 // member was told by storage before the renewer reported. File storage
 // delivers changes through inotify (the members share one host),
-// PostgreSQL and Redis by their change feeds.
+// PostgreSQL, Redis, etcd and NATS by their change feeds (etcd runs as one
+// member started by the benchmark).
 //
 // certmagic, beside it in the same run: five plain certmagic instances (each
 // its own cache, in this process) over the same kind of storage; one
 // renewal forced on one of them, the others checked for 10 s.
 //
-//	CERTFLEET_TEST_POSTGRES=… CERTFLEET_TEST_REDIS=… go test -run '^$' -bench '^BenchmarkFleet$' -benchtime 1x ./internal/fleettest/
+//	CERTFLEET_TEST_POSTGRES=… CERTFLEET_TEST_REDIS=… CERTFLEET_TEST_NATS=… go test -run '^$' -bench '^BenchmarkFleet$' -benchtime 1x ./internal/fleettest/
 func BenchmarkFleet(b *testing.B) {
-	for _, be := range backendtest.All(b) {
+	bes := backendtest.All(b)
+	if be, ok := backendtest.Etcd(b); ok {
+		bes = append(bes, be)
+	}
+	if be, ok := backendtest.NATS(b); ok {
+		bes = append(bes, be)
+	}
+	for _, be := range bes {
 		b.Run("tlsauto/"+be.Name, func(b *testing.B) {
 			var lags []time.Duration
 			var orders int

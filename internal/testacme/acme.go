@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path"
@@ -42,10 +43,43 @@ func (w *World) RefuseNewOrders(on bool) {
 	w.refuse = on
 }
 
+// RateLimitNewOrders makes the CA answer every new-order request with a
+// 429 rateLimited problem until the given time (rounded up to a whole
+// second), as Let's Encrypt does when an account placed too many orders:
+// with a Retry-After header and the time repeated in the problem detail
+// ("retry after 2006-01-02 15:04:05 UTC"). A zero time ends it. It returns
+// the time used.
+func (w *World) RateLimitNewOrders(until time.Time) time.Time {
+	if t := until.Truncate(time.Second); t.Before(until) {
+		until = t.Add(time.Second)
+	}
+	w.wfeMu.Lock()
+	defer w.wfeMu.Unlock()
+	w.limitUntil = until
+	return until
+}
+
+// NewOrderRequest is a new-order request the CA received.
+type NewOrderRequest struct {
+	// At is when the request arrived.
+	At time.Time
+	// Status is the HTTP status of the answer: 201 for an order created.
+	Status int
+}
+
+// NewOrderRequests returns every new-order request the CA received,
+// answered or refused, in the order they were answered.
+func (w *World) NewOrderRequests() []NewOrderRequest {
+	w.wfeMu.Lock()
+	defer w.wfeMu.Unlock()
+	return slices.Clone(w.newOrders)
+}
+
 // serveACME passes requests to Pebble's WFE one at a time, and records the
 // orders and authorizations it creates and the renewal information asked
 // for.
 func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	w.wfeMu.Lock()
 	defer w.wfeMu.Unlock()
 	if strings.HasPrefix(r.URL.Path, renewalInfoPath) {
@@ -56,7 +90,19 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 		w.wfe.ServeHTTP(rw, r)
 		return
 	}
+	req := NewOrderRequest{At: arrived}
+	defer func() { w.newOrders = append(w.newOrders, req) }()
+	if arrived.Before(w.limitUntil) {
+		req.Status = http.StatusTooManyRequests
+		rw.Header().Set("Content-Type", "application/problem+json")
+		rw.Header().Set("Retry-After", w.limitUntil.UTC().Format(http.TimeFormat))
+		rw.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprintf(rw, `{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders from this account, retry after %s","status":429}`,
+			w.limitUntil.UTC().Format("2006-01-02 15:04:05 UTC"))
+		return
+	}
 	if w.refuse {
+		req.Status = http.StatusServiceUnavailable
 		rw.Header().Set("Content-Type", "application/problem+json")
 		rw.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(rw, `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"the test CA refuses new orders","status":503}`)
@@ -70,6 +116,7 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
 	w.wfe.ServeHTTP(rec, r)
+	req.Status = rec.status
 	if rec.status != http.StatusCreated {
 		return
 	}

@@ -100,7 +100,9 @@ type World struct {
 	// orders), and guards the records.
 	wfeMu       sync.Mutex
 	orders      []Order
-	refuse      bool // new orders are refused (RefuseNewOrders)
+	refuse      bool              // new orders are refused (RefuseNewOrders)
+	limitUntil  time.Time         // new orders are rate-limited until then (RateLimitNewOrders)
+	newOrders   []NewOrderRequest // every new-order request
 	authzIDs    map[string]struct{}
 	ariRequests []RenewalInfoRequest
 

@@ -8,8 +8,12 @@
 package all
 
 import (
+	// Registers etcd:// and etcds:// URLs.
+	_ "github.com/certfleet/certfleet/storage/etcd"
 	// Registers plain paths and file:// URLs.
 	_ "github.com/certfleet/certfleet/storage/file"
+	// Registers nats:// URLs.
+	_ "github.com/certfleet/certfleet/storage/nats"
 	// Registers postgres:// and postgresql:// URLs.
 	_ "github.com/certfleet/certfleet/storage/postgres"
 	// Registers redis:// and rediss:// URLs.

@@ -10,7 +10,7 @@ import (
 
 func TestEveryBuiltinSchemeIsRegistered(t *testing.T) {
 	got := storage.Names()
-	for _, want := range []string{"file", "postgres", "postgresql", "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"} {
+	for _, want := range []string{"etcd", "etcds", "file", "nats", "postgres", "postgresql", "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("scheme %q is not registered (registered: %v)", want, got)
 		}
