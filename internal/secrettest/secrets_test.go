@@ -21,7 +21,9 @@ import (
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
 	"github.com/certfleet/certfleet/storage"
 	"github.com/certfleet/certfleet/storage/encrypt"
+	"github.com/certfleet/certfleet/storage/etcd"
 	"github.com/certfleet/certfleet/storage/file"
+	"github.com/certfleet/certfleet/storage/nats"
 	"github.com/certfleet/certfleet/storage/postgres"
 	"github.com/certfleet/certfleet/storage/redis"
 	"github.com/certfleet/certfleet/tlsauto"
@@ -58,7 +60,7 @@ func must[T any](v T, err error) T {
 // providers and their Configs (also dereferenced), the dnsprovider
 // wrappers (Guard, Audit, WithRetry, Observe, Route, Mirror; around
 // certfleet's providers and around a raw libdns one),
-// storage Configs and storages, encryption keys, EAB, tlsauto.CA and
+// storage Configs (postgres, redis, etcd, nats) and storages, encryption keys, EAB, tlsauto.CA and
 // tlsauto.Config —
 // with every fmt verb, through slog's text and JSON handlers and inside
 // errors, and finds no secret in any of them.
@@ -123,6 +125,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 		{"postgres.Config DSN", postgres.Config{ConnString: "host=db.internal user=u password='" + pgPass + "' dbname=certs"}, []string{pgPass}},
 		{"redis.Config URL", redis.Config{Addr: "redis://u:" + redisPw + "@127.0.0.1:6379/0"}, []string{redisPw}},
 		{"redis.Config fields", redis.Config{Addr: "127.0.0.1:6379", Password: redisPw, SentinelPassword: redisPw + "s", MasterName: "m"}, []string{redisPw}},
+		{"etcd.Config", etcd.Config{Endpoints: []string{"127.0.0.1:2379"}, Username: "u", Password: redisPw}, []string{redisPw}},
+		{"nats.Config URL", nats.Config{URL: "nats://u:" + redisPw + "@127.0.0.1:4222"}, []string{redisPw}},
+		{"nats.Config fields", nats.Config{URL: "nats://127.0.0.1:4222", Username: "u", Password: redisPw, Token: token}, []string{redisPw, token}},
 		{"encrypt.Keys", keys, []string{storeKey}},
 		{"encrypt.Config", encCfg, []string{storeKey}},
 		{"encrypted storage", enc, []string{storeKey}},
