@@ -35,7 +35,7 @@ func Audit(p Provider, logger *slog.Logger, opts ...AuditOption) Provider {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &auditor{inner: p, logger: logger}
+	a := &auditor{label: label("dnsprovider.Audit(" + describe(p) + ")"), inner: p, logger: logger}
 	a.member, _ = os.Hostname()
 	for _, o := range opts {
 		if o != nil {
@@ -46,6 +46,7 @@ func Audit(p Provider, logger *slog.Logger, opts ...AuditOption) Provider {
 }
 
 type auditor struct {
+	label
 	inner  Provider
 	logger *slog.Logger
 	member string

@@ -27,12 +27,17 @@
 // The wrappers keep the optional libdns interfaces (RecordGetter,
 // RecordSetter, ZoneLister) of the provider they wrap: a type assertion on the
 // wrapper succeeds exactly when it would on the wrapped provider. Each wrapper
-// also has an Unwrap() Provider method.
+// also has an Unwrap() Provider method. Formatting a wrapper (fmt, with
+// any verb, or slog) shows what it is and the name of what it wraps, never
+// a credential: "dnsprovider.Guard(dnsprovider.WithRetry(cloudflare),
+// zones: example.com)".
 package dnsprovider
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 
@@ -62,11 +67,18 @@ type fullProvider interface {
 	wrapper
 }
 
-// wrapper is the part of a wrapper that is always visible.
+// wrapper is the part of a wrapper that is always visible, its label's
+// formatting methods included: printing a wrapper shows the label, never
+// the credentials of the provider inside.
 type wrapper interface {
 	Provider
 	Unwrap() Provider
 	ProviderName() string
+	fmt.Stringer
+	fmt.GoStringer
+	fmt.Formatter
+	slog.LogValuer
+	describe() string
 }
 
 // expose returns w with exactly the optional interfaces that every one of

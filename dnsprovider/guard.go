@@ -30,10 +30,12 @@ func Guard(p Provider, zones ...string) Provider {
 			g.zones = append(g.zones, c)
 		}
 	}
+	g.label = label(fmt.Sprintf("dnsprovider.Guard(%s, zones: %s)", describe(p), strings.Join(g.zones, ", ")))
 	return expose(g, p)
 }
 
 type guard struct {
+	label
 	inner Provider
 	zones []string // canonical
 }

@@ -51,17 +51,21 @@ func Mirror(providers ...Provider) (Provider, error) {
 		return nil, errors.New("dnsprovider: Mirror: no providers: give the providers that serve the zone")
 	}
 	m := &mirror{}
+	var parts []string
 	for i, p := range providers {
 		if orNil(p) == (nilProvider{}) {
 			return nil, fmt.Errorf("dnsprovider: Mirror: provider %d is nil", i)
 		}
 		m.ps = append(m.ps, p)
 		m.names = append(m.names, Name(p))
+		parts = append(parts, describe(p))
 	}
+	m.label = label("dnsprovider.Mirror(" + strings.Join(parts, ", ") + ")")
 	return expose(m, m.ps...), nil
 }
 
 type mirror struct {
+	label
 	ps    []Provider
 	names []string
 }

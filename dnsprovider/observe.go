@@ -13,10 +13,11 @@ import (
 // record data. Optional libdns interfaces are kept exactly as p has them.
 func Observe(p Provider, observe func(op string, err error, d time.Duration)) Provider {
 	p = orNil(p)
-	return expose(&observer{inner: p, name: Name(p), observe: observe}, p)
+	return expose(&observer{label: label("dnsprovider.Observe(" + describe(p) + ")"), inner: p, name: Name(p), observe: observe}, p)
 }
 
 type observer struct {
+	label
 	inner   Provider
 	name    string
 	observe func(string, error, time.Duration)

@@ -70,7 +70,7 @@ func (p RetryPolicy) WithDefaults() RetryPolicy {
 // the libdns contract.
 func WithRetry(p Provider, policy RetryPolicy) Provider {
 	p = orNil(p)
-	return expose(&retrier{inner: p, name: Name(p), policy: policy.WithDefaults()}, p)
+	return expose(&retrier{label: label("dnsprovider.WithRetry(" + describe(p) + ")"), inner: p, name: Name(p), policy: policy.WithDefaults()}, p)
 }
 
 // HasRetry reports whether p is, or wraps (through Unwrap() Provider
@@ -98,6 +98,7 @@ func HasRetry(p Provider) bool {
 }
 
 type retrier struct {
+	label
 	inner  Provider
 	name   string
 	policy RetryPolicy

@@ -71,9 +71,12 @@ func Route(routes map[string]Provider) (Provider, error) {
 		return cmp.Or(cmp.Compare(len(b.zone), len(a.zone)), strings.Compare(a.zone, b.zone))
 	})
 	inners := make([]Provider, len(r.routes))
+	parts := make([]string, len(r.routes))
 	for i, rt := range r.routes {
 		inners[i] = rt.p
+		parts[i] = rt.zone + ": " + describe(rt.p)
 	}
+	r.label = label("dnsprovider.Route(" + strings.Join(parts, ", ") + ")")
 	return expose(r, inners...), nil
 }
 
@@ -83,6 +86,7 @@ type route struct {
 }
 
 type router struct {
+	label
 	routes []route // longest zone first
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -38,7 +39,7 @@ type Wrapper interface {
 // constructor, typed as Storage.
 //
 // The returned value also has Unwrap, returning w.Unwrap(), and String,
-// describing w. w's other methods are not reachable through it.
+// describing w, which GoString, Format (every verb) and LogValue show too. w's other methods are not reachable through it.
 func Expose(w Wrapper) Storage {
 	inner := w.Unwrap()
 	var mask uint
@@ -76,8 +77,22 @@ func (e exposed) String() string {
 	if s, ok := e.w.(fmt.Stringer); ok {
 		return s.String()
 	}
-	return fmt.Sprintf("%T over %v", e.w, e.w.Unwrap())
+	inner := fmt.Sprintf("%T", e.w.Unwrap())
+	if s, ok := e.w.Unwrap().(fmt.Stringer); ok {
+		inner = s.String()
+	}
+	return fmt.Sprintf("%T over %s", e.w, inner)
 }
+
+// GoString is String, for %#v.
+func (e exposed) GoString() string { return e.String() }
+
+// Format writes String for every verb: a wrapper such as encryption holds
+// secrets, which printing it by reflection would show.
+func (e exposed) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(e.String())) }
+
+// LogValue is String, for slog.
+func (e exposed) LogValue() slog.Value { return slog.StringValue(e.String()) }
 
 // tryLock is certmagic.TryLocker without Unlock, which every Storage has:
 // embedding both would make Unlock ambiguous.

@@ -3,6 +3,7 @@ package tlsauto
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -260,6 +261,81 @@ func (b EAB) String() string { return fmt.Sprintf("EAB{KeyID: %q, MACKey: <redac
 
 // GoString is String, so that %#v does not show the MAC key either.
 func (b EAB) GoString() string { return b.String() }
+
+// MarshalJSON writes String as a JSON string, so that a EAB inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (b EAB) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
+
+// Format writes String for every verb.
+func (b EAB) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(b.String())) }
+
+// LogValue is how slog shows an EAB: its key id only.
+func (b EAB) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", b.KeyID), slog.String("mac_key", "<redacted>"))
+}
+
+// String describes c without the secrets it may reach: the EAB's MAC key,
+// and whatever the DNS provider and the storage hold (they are shown by
+// their String method, or else by type or provider name, never by
+// reflection).
+func (c Config) String() string {
+	eab := "nil"
+	if c.EAB != nil {
+		eab = c.EAB.String()
+	}
+	cas := make([]string, len(c.CAs))
+	for i, ca := range c.CAs {
+		cas[i] = ca.URL
+		if ca.EAB != nil {
+			cas[i] += " with " + ca.EAB.String()
+		}
+	}
+	return fmt.Sprintf("tlsauto.Config{Domains: %q, Email: %q, CA: %q, CAs: %q, DNS: %s, Storage: %s, KeyType: %q, Profile: %q, EAB: %s}",
+		c.Domains, c.Email, c.CA, cas, describeDNS(c.DNS), describeStorage(c.Storage), c.KeyType, c.Profile, eab)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string: marshalled by reflection, a
+// Config would show the fields of its DNS provider, credentials included.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// Format writes String for every verb.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is how slog shows a Config: as String does.
+func (c Config) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.Any("domains", c.Domains), slog.String("email", c.Email), slog.String("ca", c.CA),
+		slog.String("dns", describeDNS(c.DNS)), slog.String("storage", describeStorage(c.Storage)),
+	}
+	if c.EAB != nil {
+		attrs = append(attrs, slog.Any("eab", *c.EAB))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func describeDNS(p dnsprovider.Provider) string {
+	if p == nil {
+		return "nil"
+	}
+	if s, ok := p.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return dnsprovider.Name(p)
+}
+
+func describeStorage(s certmagic.Storage) string {
+	if s == nil {
+		return "nil"
+	}
+	if st, ok := s.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
 
 // settings is a validated Config with defaults applied.
 type settings struct {

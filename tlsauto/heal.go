@@ -9,30 +9,20 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/certfleet/certfleet/storage/encrypt"
+	"github.com/certfleet/certfleet/internal/quarantine"
 )
 
 // Stored data that cannot be used is not retried forever: it is moved
-// aside, under quarantinePrefix/<time>/<its key>, with a note saying why,
-// and obtained anew. Nothing is deleted before its copy is stored, and the
-// fleet's issuance lock for the name makes one member heal it while the
+// aside, under certfleet/quarantine/<time>/<its key>, with a note saying
+// why, and obtained anew. Nothing is deleted before its copy is stored, and
+// the fleet's issuance lock for the name makes one member heal it while the
 // others wait and then load what that member obtained.
-const quarantinePrefix = "certfleet/quarantine"
-
-// quarantineNote is stored beside the quarantined keys.
-type quarantineNote struct {
-	Name   string    `json:"name"`
-	Reason string    `json:"reason"`
-	Keys   []string  `json:"keys"`
-	Time   time.Time `json:"time"`
-}
 
 // heal looks at what storage holds for name after a failed attempt and
 // quarantines what cannot be used: the certificate resource (certificate,
@@ -84,52 +74,18 @@ func (m *Manager) quarantineUnder(ctx context.Context, lock, name string, check 
 // quarantine copies keys, as stored (still encrypted, if the storage
 // encrypts), under a new quarantine key with a note, then deletes them.
 func (m *Manager) quarantine(ctx context.Context, name string, keys []string, reason string) error {
-	now := time.Now().UTC()
-	dir := path.Join(quarantinePrefix, now.Format("20060102T150405.000000000Z"))
-	raw := rawStorage(m.storage)
-	var moved []string
-	for _, k := range keys {
-		v, err := raw.Load(ctx, k)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", k, err)
-		}
-		if err := raw.Store(ctx, path.Join(dir, k), v); err != nil {
-			return fmt.Errorf("copying %s aside: %w", k, err)
-		}
-		moved = append(moved, k)
-	}
-	note, _ := json.Marshal(quarantineNote{Name: name, Reason: reason, Keys: moved, Time: now})
-	if err := raw.Store(ctx, path.Join(dir, "reason.json"), note); err != nil {
-		return fmt.Errorf("storing the quarantine note: %w", err)
-	}
-	for _, k := range moved {
-		if err := m.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("deleting %s after copying it aside: %w", k, err)
-		}
+	dir, moved, err := quarantine.Move(ctx, m.storage, name, reason, keys)
+	if err != nil {
+		return err
 	}
 	m.log.Warn("moved unusable stored data aside; obtaining it anew", "name", name, "reason", reason, "quarantine", dir, "keys", moved)
-	m.emitEvent(Event{Kind: Quarantined, Name: name, Err: errors.New(reason), Time: now})
+	m.emitEvent(Event{Kind: Quarantined, Name: name, Err: errors.New(reason), Time: time.Now()})
 	return nil
-}
-
-// rawStorage returns the innermost storage under wrappers (encryption),
-// whose bytes can be copied even when they no longer decrypt.
-func rawStorage(s certmagic.Storage) certmagic.Storage {
-	for {
-		u, ok := s.(interface{ Unwrap() certmagic.Storage })
-		if !ok {
-			return s
-		}
-		s = u.Unwrap()
-	}
 }
 
 // unusable reports whether a Load error means the stored value itself is
 // bad (it does not decrypt), as opposed to missing or unreachable.
-func unusable(err error) bool { return errors.Is(err, encrypt.ErrDecrypt) }
+func unusable(err error) bool { return errors.Is(err, quarantine.ErrCorrupt) }
 
 // inspectCert returns the keys of name's certificate resource (as stored
 // for the CA whose issuer key is issuer) and why it

@@ -36,6 +36,7 @@
 package azure
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +120,11 @@ func (c Config) String() string {
 
 // GoString is String: %#v does not show the client secret either.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Format writes String for every verb, so that no verb shows the secret.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
@@ -257,16 +263,16 @@ type Provider struct {
 func (p *Provider) ProviderName() string { return "azure" }
 
 // String describes the provider without its client secret.
-func (p *Provider) String() string { return "azure.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "azure.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its client secret.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }
 
 // redact removes the client secret from a text taken from an answer.
 func (p *Provider) redact(s string) string {
@@ -276,5 +282,6 @@ func (p *Provider) redact(s string) string {
 var (
 	_ dnsprovider.Provider = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 )

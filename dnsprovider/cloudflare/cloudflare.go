@@ -23,6 +23,7 @@ package cloudflare
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,11 @@ func (c Config) String() string {
 
 // GoString is String: %#v does not show the tokens either.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Format writes String for every verb, so that no verb shows the tokens.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
@@ -186,16 +192,16 @@ type Provider struct {
 func (p *Provider) ProviderName() string { return "cloudflare" }
 
 // String describes the provider without its tokens.
-func (p *Provider) String() string { return "cloudflare.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "cloudflare.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its tokens.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }
 
 // zoneName returns zone as Cloudflare names zones: lower case, no trailing dot.
 func zoneName(zone string) string {
@@ -348,6 +354,7 @@ var (
 	_ libdns.RecordSetter  = (*Provider)(nil)
 	_ libdns.ZoneLister    = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 	_ libdnscf.HTTPClient  = statusClient{}
 )

@@ -26,6 +26,9 @@
 //   - journals every record it writes in the shared storage before writing
 //     it, holds a lease there while it runs, and deletes the records of a
 //     member whose lease lapsed (a crash does not leave records behind);
+//     a journal entry that cannot be used (it does not parse or decrypt,
+//     or was edited by hand) is moved to certfleet/quarantine/<time>/ with
+//     a reason.json and a warning, instead of tripping every sweep;
 //   - serializes writes to one record name across the fleet with a storage
 //     lock (read-modify-write APIs such as Route 53's race otherwise);
 //   - retries the provider's transient errors (dnsprovider.WithRetry).

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/libdns/libdns"
+
+	"github.com/certfleet/certfleet/internal/quarantine"
 )
 
 // The journal lives in the shared storage under these keys and lock names.
@@ -130,13 +132,22 @@ func (s *Solver) listEntries(ctx context.Context, ownerPrefix string) ([]string,
 	}
 	var out []string
 	for _, k := range keys {
-		if base := path.Base(k); strings.HasPrefix(base, ownerPrefix) && strings.Contains(base, "_") {
+		if base := path.Base(k); strings.HasPrefix(base, ownerPrefix) {
 			out = append(out, journalPrefix+"/"+base)
 		}
 	}
 	return out, nil
 }
 
+// errBadEntry marks a journal entry that can never be used: it does not
+// parse, lacks a field, or is not stored under its own key. The sweep
+// quarantines such entries instead of retrying them forever.
+var errBadEntry = errors.New("unusable DNS-01 journal entry")
+
+// loadEntry reads and checks the journal entry at key. Its errors match
+// errBadEntry (or quarantine.ErrCorrupt, for a value that does not
+// decrypt) when the entry itself is unusable; other errors (an outage) are
+// worth retrying.
 func (s *Solver) loadEntry(ctx context.Context, key string) (journalEntry, error) {
 	var e journalEntry
 	b, err := s.cfg.Storage.Load(ctx, key)
@@ -144,12 +155,31 @@ func (s *Solver) loadEntry(ctx context.Context, key string) (journalEntry, error
 		return e, err
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("journal entry %s is not valid: %w", key, err)
+		return e, fmt.Errorf("%w %s: not valid JSON: %v", errBadEntry, key, err)
 	}
 	if e.Owner == "" || e.Zone == "" || e.Name == "" || e.Value == "" {
-		return e, fmt.Errorf("journal entry %s is incomplete", key)
+		return e, fmt.Errorf("%w %s: owner, zone, name or value is missing", errBadEntry, key)
+	}
+	zone, name := strings.ToLower(strings.TrimSuffix(e.Zone, ".")), strings.ToLower(strings.TrimSuffix(e.Name, "."))
+	if name != zone && !strings.HasSuffix(name, "."+zone) {
+		return e, fmt.Errorf("%w %s: the record %s is not in zone %s", errBadEntry, key, e.Name, e.Zone)
+	}
+	if e.key() != key {
+		return e, fmt.Errorf("%w %s: the entry belongs under %s (edited or copied by hand?)", errBadEntry, key, e.key())
 	}
 	return e, nil
+}
+
+// quarantineEntry moves the unusable journal entry at key aside (see
+// internal/quarantine) with why, so that no sweep trips over it again and
+// an operator can still see which record it named.
+func (s *Solver) quarantineEntry(ctx context.Context, key string, why error) {
+	dir, _, err := quarantine.Move(ctx, s.cfg.Storage, key, why.Error(), []string{key})
+	if err != nil {
+		s.log.WarnContext(ctx, "cannot quarantine an unusable DNS-01 journal entry; the next sweep tries again", "key", key, "reason", why, "error", err)
+		return
+	}
+	s.log.WarnContext(ctx, "moved an unusable DNS-01 journal entry aside; its record, if any, must be deleted by hand", "key", key, "reason", why, "quarantine", dir)
 }
 
 // removeRecord deletes the record of e from its zone and then e from the
@@ -201,7 +231,11 @@ func (s *Solver) sweep(ctx context.Context) (sweepResult, error) {
 	owners := map[string]*ownerState{}
 	var errs []error
 	for _, key := range keys {
-		id, _, _ := strings.Cut(path.Base(key), "_")
+		id, _, ok := strings.Cut(path.Base(key), "_")
+		if !ok || id == "" {
+			s.quarantineEntry(ctx, key, fmt.Errorf("%w %s: the key names no owner", errBadEntry, key))
+			continue
+		}
 		st := owners[id]
 		if st == nil {
 			st = s.ownerState(ctx, id, now)
@@ -214,13 +248,17 @@ func (s *Solver) sweep(ctx context.Context) (sweepResult, error) {
 			continue
 		}
 		e, err := s.loadEntry(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			continue // cleaned up meanwhile
-		}
-		if err != nil {
-			// An entry that cannot be read names no record to delete.
-			s.log.WarnContext(ctx, "removing unreadable DNS-01 journal entry", "key", key, "error", err)
-			_ = s.cfg.Storage.Delete(ctx, key)
+		case errors.Is(err, errBadEntry) || errors.Is(err, quarantine.ErrCorrupt):
+			s.quarantineEntry(ctx, key, err)
+			continue
+		case err != nil:
+			// Unreachable now; the next sweep reads it again.
+			res.failed++
+			st.failed = true
+			errs = append(errs, fmt.Errorf("dns01: reading the journal entry %s: %w", key, err))
 			continue
 		}
 		if id == s.id && s.isActive(e) {

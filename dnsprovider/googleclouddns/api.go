@@ -19,15 +19,13 @@ import (
 	"github.com/certfleet/certfleet/internal/backoff"
 )
 
-// signer holds the service account's private key. Its Format keeps the key
-// out of formatted values even when a Provider is dereferenced and printed.
+// signer holds the service account's private key, behind a pointer so
+// that printing a copy of a Provider by reflection shows an address at
+// most.
 type signer struct {
 	key   *rsa.PrivateKey
 	keyID string
 }
-
-// Format writes "[redacted]" for every verb.
-func (signer) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte("[redacted]")) }
 
 // assertion returns the signed JWT that the token endpoint exchanges for
 // an access token (RFC 7523, as Google's service-account flow uses it).
@@ -173,9 +171,9 @@ func fqdn(name string) string {
 // managedZone returns the name of the public managed zone for zone.
 func (p *Provider) managedZone(ctx context.Context, zone string) (string, error) {
 	dnsName := fqdn(zone)
-	p.mu.Lock()
-	e, ok := p.zones[dnsName]
-	p.mu.Unlock()
+	p.zones.mu.Lock()
+	e, ok := p.zones.m[dnsName]
+	p.zones.mu.Unlock()
 	if ok && time.Since(e.at) < zoneTTL {
 		return e.name, nil
 	}
@@ -203,9 +201,9 @@ func (p *Provider) managedZone(ctx context.Context, zone string) (string, error)
 	default:
 		return "", fmt.Errorf("no managed zone for %q in project %q (or the service account %s cannot list zones): check %s", dnsName, p.project, p.email, EnvProject)
 	}
-	p.mu.Lock()
-	p.zones[dnsName] = zoneEntry{name: public[0], at: time.Now()}
-	p.mu.Unlock()
+	p.zones.mu.Lock()
+	p.zones.m[dnsName] = zoneEntry{name: public[0], at: time.Now()}
+	p.zones.mu.Unlock()
 	return public[0], nil
 }
 

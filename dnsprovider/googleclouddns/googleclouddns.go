@@ -104,6 +104,11 @@ func (c Config) String() string {
 // GoString is String: %#v does not show the key either.
 func (c Config) GoString() string { return c.String() }
 
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
 // Format writes String for every verb, so that no verb shows the key.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
 
@@ -256,12 +261,11 @@ func newProvider(cfg Config, names fieldNames) (*Provider, error) {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
 	p := &Provider{
-		cfg:      Config{Project: cfg.Project, ServiceAccountJSON: cfg.ServiceAccountJSON},
 		project:  project,
 		email:    sa.ClientEmail,
 		tokenURI: sa.TokenURI,
 		signer:   signer{key: key, keyID: sa.PrivateKeyID},
-		zones:    make(map[string]zoneEntry),
+		zones:    &zoneCache{m: make(map[string]zoneEntry)},
 	}
 	p.api = &cloudapi.Client{
 		HTTP:       client,
@@ -276,40 +280,46 @@ func newProvider(cfg Config, names fieldNames) (*Provider, error) {
 // dnsprovider.Provider, libdns.RecordGetter, libdns.RecordSetter and
 // libdns.ZoneLister, and is safe for concurrent use. Errors are
 // *dnsprovider.OpError values wrapping a *dnsprovider.StatusError for API
-// errors. Formatting a Provider never shows its key.
+// errors. Formatting a Provider or a copy of one never shows its key: the
+// key is held only behind a pointer, and the methods that format it have
+// value receivers.
 type Provider struct {
-	cfg      Config
 	project  string
 	email    string
 	tokenURI string
 	signer   signer
 	api      *cloudapi.Client
+	zones    *zoneCache
+}
 
-	mu    sync.Mutex
-	zones map[string]zoneEntry // zone FQDN -> managed zone
+// zoneCache maps zone FQDNs to their managed zones.
+type zoneCache struct {
+	mu sync.Mutex
+	m  map[string]zoneEntry
 }
 
 // ProviderName returns "googleclouddns".
 func (p *Provider) ProviderName() string { return "googleclouddns" }
 
 // String describes the provider without its key.
-func (p *Provider) String() string {
+func (p Provider) String() string {
 	return fmt.Sprintf("googleclouddns.Provider{Project: %q, ServiceAccount: %q, ServiceAccountJSON: [redacted]}", p.project, p.email)
 }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its key.
-func (p *Provider) LogValue() slog.Value {
+func (p Provider) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("project", p.project), slog.String("service_account", p.email), slog.String("service_account_json", "[redacted]"))
 }
 
 var (
 	_ dnsprovider.Provider = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 )

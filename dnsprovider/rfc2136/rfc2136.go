@@ -46,6 +46,7 @@ package rfc2136
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,11 @@ func (c Config) String() string {
 
 // GoString is String: %#v does not show the secret either.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Format writes String for every verb, so that no verb shows the secret.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
@@ -324,13 +330,13 @@ const maxInFlight = 8
 func (p *Provider) ProviderName() string { return "rfc2136" }
 
 // String describes the provider without its secret.
-func (p *Provider) String() string { return "rfc2136.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "rfc2136.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its secret.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }

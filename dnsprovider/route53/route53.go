@@ -28,6 +28,7 @@ package route53
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,11 @@ func (c Config) String() string {
 
 // GoString is String: %#v does not show the credentials either.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Format writes String for every verb, so that no verb shows the credentials.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
@@ -384,21 +390,22 @@ type Provider struct {
 func (p *Provider) ProviderName() string { return "route53" }
 
 // String describes the provider without its credentials.
-func (p *Provider) String() string { return "route53.Provider{" + p.cfg.String() + "}" }
+func (p Provider) String() string { return "route53.Provider{" + p.cfg.String() + "}" }
 
 // GoString is String.
-func (p *Provider) GoString() string { return p.String() }
+func (p Provider) GoString() string { return p.String() }
 
 // Format writes String for every verb.
-func (p *Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
+func (p Provider) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(p.String())) }
 
 // LogValue is how slog shows a Provider: without its credentials.
-func (p *Provider) LogValue() slog.Value { return p.cfg.LogValue() }
+func (p Provider) LogValue() slog.Value { return p.cfg.LogValue() }
 
 var (
 	_ dnsprovider.Provider = (*Provider)(nil)
 	_ libdns.RecordGetter  = (*Provider)(nil)
 	_ libdns.RecordSetter  = (*Provider)(nil)
 	_ fmt.Formatter        = Config{}
-	_ slog.LogValuer       = (*Provider)(nil)
+	_ slog.LogValuer       = Provider{}
+	_ fmt.Formatter        = Provider{}
 )

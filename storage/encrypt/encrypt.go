@@ -30,11 +30,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/certfleet/certfleet/internal/quarantine"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -55,7 +58,16 @@ const (
 // ErrDecrypt is returned (wrapped) by Load for a value that cannot be
 // decrypted: it was tampered with, moved from another key, is not sealed by
 // this package, or was sealed with a key that is not configured.
-var ErrDecrypt = errors.New("cannot decrypt stored value")
+var ErrDecrypt error = decryptError{}
+
+// decryptError is ErrDecrypt's type. It also matches the corruption that
+// certfleet's packages quarantine (internal/quarantine.ErrCorrupt), so that
+// those which must not link this package still tell a value that does not
+// decrypt from an outage.
+type decryptError struct{}
+
+func (decryptError) Error() string        { return "cannot decrypt stored value" }
+func (decryptError) Is(target error) bool { return target == quarantine.ErrCorrupt }
 
 // Config configures New.
 type Config struct {
@@ -65,20 +77,40 @@ type Config struct {
 	// Keys are the encryption keys, KeySize random bytes each (KeysFromEnv
 	// reads them). The first key encrypts new values; every key decrypts
 	// the values it encrypted. At least one is required: there is no
-	// default key.
-	Keys [][]byte
+	// default key. Formatting Keys (fmt, slog) shows only how many there
+	// are and their KeyIDs.
+	Keys Keys
 }
 
 // String describes c without key material: only how many keys it holds.
 func (c Config) String() string {
-	return fmt.Sprintf("encrypt.Config{Storage: %v, Keys: %d keys (redacted)}", c.Storage, len(c.Keys))
+	return fmt.Sprintf("encrypt.Config{Storage: %s, Keys: %s}", describe(c.Storage), c.Keys)
 }
 
 // GoString is String, so that %#v shows no key material either.
 func (c Config) GoString() string { return c.String() }
 
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
 // Format writes String for every verb, so that no verb shows key material.
 func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is how slog shows a Config: without key material.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("storage", describe(c.Storage)), slog.Any("keys", c.Keys))
+}
+
+// describe names a storage without formatting it by reflection, which
+// could print the credentials of a storage that has no String method.
+func describe(s storage.Storage) string {
+	if st, ok := s.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
 
 // encrypted encrypts values on their way to the storage it wraps. It is
 // safe for concurrent use.
@@ -170,7 +202,7 @@ func newSealer(key []byte) (sealer, error) {
 
 // String describes the storage without any key material.
 func (s *encrypted) String() string {
-	return fmt.Sprintf("encrypted (key %x) %v", s.keys[0].id, s.Storage)
+	return fmt.Sprintf("encrypted (key %x) %s", s.keys[0].id, describe(s.Storage))
 }
 
 // additionalData binds a sealed value to its header and its storage key.

@@ -2,7 +2,9 @@ package encrypt
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/certfleet/certfleet/internal/secretenv"
@@ -20,7 +22,7 @@ const EnvKeys = "CERTFLEET_STORAGE_KEYS"
 // the process environment. When neither variable is set it returns no keys
 // and no error: encryption is off unless the caller requires it. Errors name
 // the position of a bad key, never its contents.
-func KeysFromEnv(getenv func(string) string) ([][]byte, error) {
+func KeysFromEnv(getenv func(string) string) (Keys, error) {
 	v, err := secretenv.Lookup(getenv, EnvKeys)
 	if err != nil {
 		return nil, fmt.Errorf("encryption keys: %w", err)
@@ -32,8 +34,8 @@ func KeysFromEnv(getenv func(string) string) ([][]byte, error) {
 }
 
 // ParseKeys parses keys as KeysFromEnv reads them from its variable.
-func ParseKeys(text string) ([][]byte, error) {
-	var keys [][]byte
+func ParseKeys(text string) (Keys, error) {
+	var keys Keys
 	fields := strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
 	for i, f := range fields {
 		f = strings.TrimSpace(f)
@@ -54,6 +56,38 @@ func ParseKeys(text string) ([][]byte, error) {
 	}
 	return keys, nil
 }
+
+// Keys are encryption keys, the one for new writes first. Formatting Keys
+// (fmt, with any verb, or slog) shows how many there are and their KeyIDs,
+// never the keys.
+type Keys [][]byte
+
+// String describes k by its key ids.
+func (k Keys) String() string {
+	ids := make([]string, len(k))
+	for i, key := range k {
+		id, err := KeyID(key)
+		if err != nil {
+			id = "invalid"
+		}
+		ids[i] = id
+	}
+	return fmt.Sprintf("%d keys [%s] (redacted)", len(k), strings.Join(ids, " "))
+}
+
+// GoString is String, for %#v.
+func (k Keys) GoString() string { return k.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Keys inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (k Keys) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
+
+// Format writes String for every verb.
+func (k Keys) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(k.String())) }
+
+// LogValue is String, for slog.
+func (k Keys) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 func decodeKey(s string) ([]byte, error) {
 	var firstErr error

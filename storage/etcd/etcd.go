@@ -118,6 +118,15 @@ func (s *Storage) String() string {
 	return fmt.Sprintf("etcd storage %s prefix %q", strings.Join(s.endpoints, ","), s.prefix)
 }
 
+// GoString is String, for %#v.
+func (s *Storage) GoString() string { return s.String() }
+
+// Format writes String for every verb.
+func (s *Storage) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(s.String())) }
+
+// LogValue is String, for slog.
+func (s *Storage) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // Close stops lock keepalives and the change feed, closes the channels
 // returned by Watch, revokes the leases of locks still held (freeing them at
 // once) and closes the etcd client. Close is idempotent.

@@ -8,12 +8,14 @@
 //	defer s.Close()
 //
 // Importing the package registers it with storage.Open for plain paths and
-// file:// URLs (file:///var/lib/certfleet?lock_ttl=10s&poll_interval=2s&rescan=true).
+// file:// URLs (file:///var/lib/certfleet?lock_ttl=10s&poll_interval=2s&rescan=true&fix_permissions=true).
 //
 // Writes go to a temporary file that is synced and renamed over the key, then
 // the directory is synced: a reader sees the old value or the new one, never
 // a mix, and an acknowledged write survives a crash. Files are created 0600
-// and directories 0700.
+// and directories 0700, and the directory must be certfleet's alone: New
+// refuses one that group or others can write, unless Config.FixPermissions
+// lets it tighten the mode to 0700.
 //
 // A key's components become directory levels: certmagic's keys keep their
 // names on disk, while other bytes (upper case included) are percent-encoded
@@ -84,7 +86,16 @@ type Config struct {
 	// through a shared file system that Watch does not recognize as one.
 	Rescan bool
 
-	// Logger receives lock keepalive failures. Default: discard.
+	// FixPermissions makes New tighten Dir to mode 0700 when group or others
+	// may read or write it. Without it, New refuses a Dir that group or
+	// others can write (they could plant a certificate and key of their
+	// choosing, or read private keys once they replace a file) and warns
+	// through Logger when they can read it. Dir must be certfleet's alone.
+	// URL parameter: fix_permissions=true.
+	FixPermissions bool
+
+	// Logger receives lock keepalive failures and the warning about a Dir
+	// that others can read. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -143,18 +154,22 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file storage: creating Config.Dir: %w", err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkDirMode(dir, cfg.FixPermissions, log); err != nil {
+		return nil, err
+	}
 	s := &Storage{
 		dir:     dir,
 		lockDir: filepath.Join(dir, lockDirName),
 		ttl:     cmpOr(cfg.LockTTL, DefaultLockTTL),
 		poll:    cmpOr(cfg.PollInterval, DefaultPollInterval),
 		rescan:  cfg.Rescan,
-		log:     cfg.Logger,
+		log:     log,
 		held:    map[string]*heldLock{},
 		done:    make(chan struct{}),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.sweep(ctx, time.Now().Add(-sweepAge)); err != nil {
 		return nil, fmt.Errorf("file storage: removing temporary files left by crashed writers in %s: %w", dir, err)
@@ -239,7 +254,7 @@ func init() {
 	storage.Register("file", openURL)
 }
 
-// openURL opens file:///path?lock_ttl=…&poll_interval=…&rescan=… for
+// openURL opens file:///path?lock_ttl=…&poll_interval=…&rescan=…&fix_permissions=… for
 // storage.Open.
 func openURL(ctx context.Context, u *url.URL) (storage.Storage, error) {
 	if u.Host != "" && u.Host != "localhost" {
@@ -252,19 +267,23 @@ func openURL(ctx context.Context, u *url.URL) (storage.Storage, error) {
 	for k, vs := range u.Query() {
 		var dst *time.Duration
 		switch k {
-		case "rescan":
+		case "rescan", "fix_permissions":
 			b, err := strconv.ParseBool(vs[len(vs)-1])
 			if err != nil {
-				return nil, fmt.Errorf("file URL parameter rescan=%q: want true or false", vs[len(vs)-1])
+				return nil, fmt.Errorf("file URL parameter %s=%q: want true or false", k, vs[len(vs)-1])
 			}
-			cfg.Rescan = b
+			if k == "rescan" {
+				cfg.Rescan = b
+			} else {
+				cfg.FixPermissions = b
+			}
 			continue
 		case "lock_ttl":
 			dst = &cfg.LockTTL
 		case "poll_interval":
 			dst = &cfg.PollInterval
 		default:
-			return nil, fmt.Errorf("file URL parameter %q is unknown: known parameters are lock_ttl, poll_interval and rescan", k)
+			return nil, fmt.Errorf("file URL parameter %q is unknown: known parameters are lock_ttl, poll_interval, rescan and fix_permissions", k)
 		}
 		d, err := time.ParseDuration(vs[len(vs)-1])
 		if err != nil || d <= 0 {

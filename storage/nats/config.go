@@ -2,6 +2,7 @@ package nats
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,17 @@ func (c Config) String() string {
 
 // GoString is String, so that %#v does not print secrets either.
 func (c Config) GoString() string { return c.String() }
+
+// Format writes String for every verb.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is String, for slog.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a
+// value marshalled to JSON (as slog's JSON handler does with nested
+// structs) shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // redactURL returns the server list with passwords replaced.
 func redactURL(raw string) string {

@@ -147,6 +147,15 @@ func (s *Storage) String() string {
 	return fmt.Sprintf("nats storage %s bucket %q", s.server, s.bucket)
 }
 
+// GoString is String, for %#v.
+func (s *Storage) GoString() string { return s.String() }
+
+// Format writes String for every verb.
+func (s *Storage) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(s.String())) }
+
+// LogValue is String, for slog.
+func (s *Storage) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // Close stops lock keepalives and the change feed, closes the channels
 // returned by Watch and closes the connection. Locks still held are not
 // released: they are taken over after LockTTL. Close is idempotent.

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -203,6 +205,64 @@ func New(ctx context.Context, cfg Config) (*Storage, error) {
 // hold a password.
 func (s *Storage) String() string {
 	return fmt.Sprintf("postgres storage %s.%s", s.schema, s.table)
+}
+
+// GoString is String, for %#v.
+func (s *Storage) GoString() string { return s.String() }
+
+// Format writes String for every verb.
+func (s *Storage) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(s.String())) }
+
+// LogValue is String, for slog.
+func (s *Storage) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// String describes c with the password of its connection string, if any,
+// redacted: a URL shows its host and database, a key=value DSN nothing.
+func (c Config) String() string {
+	return fmt.Sprintf("postgres.Config{ConnString: %s, Schema: %q, Table: %q, LockTTL: %v, RetryTimeout: %v}",
+		redactConnString(c.ConnString), c.Schema, c.Table, c.LockTTL, c.RetryTimeout)
+}
+
+// GoString is String, so that %#v does not print the password either.
+func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// Format writes String for every verb.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is how slog shows a Config: without the password.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("conn_string", redactConnString(c.ConnString)),
+		slog.String("schema", c.Schema), slog.String("table", c.Table), slog.Duration("lock_ttl", c.LockTTL))
+}
+
+// redactConnString returns cs without its secrets: a URL with its password
+// and password parameters replaced, or "[redacted]" for a DSN, whose
+// quoting rules this does not repeat.
+func redactConnString(cs string) string {
+	switch {
+	case cs == "":
+		return "unset"
+	case !strings.Contains(cs, "://"):
+		return "[redacted]"
+	}
+	u, err := url.Parse(cs)
+	if err != nil {
+		return "[redacted]"
+	}
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // Close releases the locks this client holds (best effort, for at most a

@@ -43,3 +43,19 @@ func TestOpenKnowsBothSchemes(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenRefusesAnUnknownCertfleetParameter(t *testing.T) {
+	// No server is needed: the URL is refused before connecting.
+	_, err := storage.Open(t.Context(), "postgres://u:sentinel-pw@127.0.0.1:1/db?certfleet_tabel=x&sslmode=disable")
+	if err == nil {
+		t.Fatal("storage.Open accepted certfleet_tabel")
+	}
+	for _, want := range []string{"certfleet_tabel", paramSchema, paramTable, paramLockTTL} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "sentinel-pw") {
+		t.Errorf("error %q shows the password", err)
+	}
+}

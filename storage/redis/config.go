@@ -2,6 +2,7 @@ package redis
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -126,6 +127,22 @@ func (c Config) String() string {
 
 // GoString is String, so that %#v does not print the password either.
 func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON writes String as a JSON string, so that a Config inside a value
+// marshalled to JSON (as slog's JSON handler does with nested structs)
+// shows no secret either.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// Format writes String for every verb.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is how slog shows a Config: without its passwords.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("addr", redactAddr(c.Addr)), slog.String("master_name", c.MasterName),
+		slog.Bool("cluster", c.Cluster), slog.String("username", c.Username),
+		slog.Bool("password_set", c.Password != ""), slog.Bool("sentinel_password_set", c.SentinelPassword != ""),
+		slog.String("prefix", c.Prefix))
+}
 
 // redactAddr returns addr with any URL password replaced.
 func redactAddr(addr string) string {

@@ -179,6 +179,15 @@ func (s *Storage) String() string {
 	return fmt.Sprintf("redis storage %s prefix %q", s.addr, s.prefix)
 }
 
+// GoString is String, for %#v.
+func (s *Storage) GoString() string { return s.String() }
+
+// Format writes String for every verb.
+func (s *Storage) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(s.String())) }
+
+// LogValue is String, for slog.
+func (s *Storage) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // Close stops lock keepalives and the change subscription, closes the
 // channels returned by Watch and closes the Redis client. Locks still held
 // are not released: they expire after LockTTL. Close is idempotent.
