@@ -68,7 +68,12 @@ func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEv
 			systemRoots = pool
 		}
 	}
-	zlog := newZapLogger(s.logger, onACME)
+	// Only the ACME issuers' logger lets debug entries through to count the
+	// ACME client's requests: the cache's and config's loggers would
+	// otherwise build an entry for every debug line of every maintenance
+	// pass.
+	zlog := newZapLogger(s.logger, nil)
+	acmeLog := newZapLogger(s.logger, onACME)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
@@ -99,14 +104,14 @@ func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEv
 	// back to a CA that recovered).
 	magic.Issuers = make([]certmagic.Issuer, 0, len(s.cas))
 	for _, ca := range s.cas {
-		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, zlog))
+		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, acmeLog))
 	}
 	return cache, magic, nil
 }
 
 // newIssuer builds the ACME issuer of one CA, then overwrites what
 // NewACMEIssuer inherited from certmagic.DefaultACME.
-func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, zlog *zap.Logger) *certmagic.ACMEIssuer {
+func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, log *zap.Logger) *certmagic.ACMEIssuer {
 	var eab *acme.EAB
 	if ca.EAB != nil {
 		eab = &acme.EAB{KeyID: ca.EAB.KeyID, MACKey: ca.EAB.MACKey}
@@ -124,7 +129,7 @@ func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool,
 		Resolver:                acmeResolver(),
 		CertObtainTimeout:       certObtainTimeout,
 		HTTPProxy:               http.ProxyFromEnvironment,
-		Logger:                  zlog.Named("acme"),
+		Logger:                  log.Named("acme"),
 	})
 	iss.TestCA = ""
 	if s.stagingRetries && ca.URL == LetsEncrypt {
