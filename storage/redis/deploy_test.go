@@ -46,3 +46,16 @@ func TestConformanceOnSentinel(t *testing.T) {
 	}
 	storagetest.Run(t, deploymentBackend("redis+sentinel://"+sentinels+"/mymaster?min_replicas=1"))
 }
+
+// BenchmarkStorageCluster is BenchmarkStorage on a 3-primary Redis Cluster
+// the benchmark starts on loopback (or the one
+// CERTFLEET_TEST_REDIS_CLUSTER_NODES names), beside the single server.
+//
+//	CERTFLEET_TEST_REDIS=127.0.0.1:6379 go test -run '^$' -bench 'BenchmarkStorage' -benchtime 1s -count 3 ./storage/redis/
+func BenchmarkStorageCluster(b *testing.B) {
+	nodes := os.Getenv(envCluster)
+	if nodes == "" {
+		nodes = startCluster(b)
+	}
+	storagetest.Bench(b, deploymentBackend("redis+cluster://"+nodes))
+}
