@@ -401,6 +401,7 @@ func (d *doctor) checkName(ctx context.Context, name string) {
 	if s.Status != statusOK {
 		return
 	}
+	d.checkSplitHorizon(ctx, name, zone, nss)
 	servers, authoritative, ok := d.reachableServers(ctx, zone, nss)
 	if ok {
 		if d.noWrite {
@@ -413,6 +414,127 @@ func (d *doctor) checkName(ctx context.Context, name string) {
 	}
 	d.checkCAA(ctx, name)
 	d.checkDNSSEC(ctx, name, zone)
+}
+
+// zoneView is what one server says of a zone's apex: its SOA (serial and
+// primary nameserver) and NS set, or why it has none.
+type zoneView struct {
+	server  string
+	serial  uint32
+	mname   string
+	ns      []string // sorted, lower case
+	problem string   // non-empty: no such zone here
+}
+
+func (v zoneView) same(o zoneView) bool {
+	return v.problem == "" && o.problem == "" && v.serial == o.serial && v.mname == o.mname && slices.Equal(v.ns, o.ns)
+}
+
+func (v zoneView) String() string {
+	if v.problem != "" {
+		return v.server + ": " + v.problem
+	}
+	return fmt.Sprintf("%s: SOA serial %d, primary %s, NS %s", v.server, v.serial, strings.TrimSuffix(v.mname, "."), strings.Join(v.ns, " "))
+}
+
+// askZone asks server for the SOA and NS records at zone's apex, as a
+// resolver (recursive) or as one of its authoritative nameservers.
+func askZone(ctx context.Context, server, zone string, recursive bool) (zoneView, error) {
+	v := zoneView{server: server}
+	for _, qtype := range []uint16{dns.TypeSOA, dns.TypeNS} {
+		q := new(dns.Msg)
+		q.SetQuestion(zone, qtype)
+		q.RecursionDesired = recursive
+		r, err := dns01.Exchange(ctx, q, server)
+		if err != nil {
+			return v, err
+		}
+		if !recursive && !r.Authoritative {
+			v.problem = fmt.Sprintf("not authoritative for %s (answered %s without authority)", strings.TrimSuffix(zone, "."), dns.RcodeToString[r.Rcode])
+			return v, nil
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			v.problem = fmt.Sprintf("no zone %s (%s)", strings.TrimSuffix(zone, "."), dns.RcodeToString[r.Rcode])
+			return v, nil
+		}
+		for _, rr := range r.Answer {
+			if !strings.EqualFold(rr.Header().Name, zone) {
+				continue
+			}
+			switch rr := rr.(type) {
+			case *dns.SOA:
+				v.serial, v.mname = rr.Serial, strings.ToLower(dns.Fqdn(rr.Ns))
+			case *dns.NS:
+				v.ns = append(v.ns, strings.ToLower(strings.TrimSuffix(rr.Ns, ".")))
+			}
+		}
+		if qtype == dns.TypeSOA && v.mname == "" {
+			v.problem = fmt.Sprintf("no SOA at %s: a different zone cut", strings.TrimSuffix(zone, "."))
+			return v, nil
+		}
+	}
+	slices.Sort(v.ns)
+	return v, nil
+}
+
+// checkSplitHorizon compares the zone as the resolvers serve it with the
+// zone as its authoritative nameservers serve it. They differ under
+// split-horizon DNS, where the resolvers here answer from an internal copy
+// of the zone: the CA looks the challenge record up in the public one.
+func (d *doctor) checkSplitHorizon(ctx context.Context, name, zone string, nss []dns01.Nameserver) {
+	zname := strings.TrimSuffix(zone, ".")
+	policy, _ := dns01.ParsePropagation(string(d.cfg.PropagationCheck))
+	d.timed(name+": resolvers see the public zone", func(s *step) {
+		var public []zoneView
+		for _, ns := range nss {
+			for _, addr := range ns.Addrs {
+				v, err := askZone(ctx, addr, zone, false)
+				if err != nil {
+					continue
+				}
+				v.server = strings.TrimSuffix(ns.Host, ".")
+				public = append(public, v)
+				break
+			}
+		}
+		public = slices.DeleteFunc(public, func(v zoneView) bool { return v.problem != "" })
+		if len(public) == 0 {
+			s.Status, s.Detail = statusSkip, fmt.Sprintf("no authoritative nameserver of %s answers for it: the resolvers' view is not compared", zname)
+			return
+		}
+		var differ []string
+		for _, r := range d.inspector.Resolvers() {
+			v, err := askZone(ctx, r, zone, true)
+			if err != nil {
+				continue // an unreachable resolver is reported by the other steps
+			}
+			v.server = "resolver " + r
+			if !slices.ContainsFunc(public, v.same) {
+				differ = append(differ, v.String())
+			}
+		}
+		if len(differ) == 0 {
+			s.Status, s.Detail = statusOK, fmt.Sprintf("the resolvers and the authoritative nameservers serve the same %s (SOA serial %d)", zname, public[0].serial)
+			return
+		}
+		s.Detail = fmt.Sprintf("split-horizon DNS: your resolvers serve a different %s than its public nameservers; the CA sees the public one (%s; public: %s)",
+			zname, strings.Join(differ, "; "), public[0])
+		fix := fmt.Sprintf("point %s at resolvers that see the public zone, or set %s=all so the authoritative nameservers are asked directly", tlsauto.EnvResolvers, tlsauto.EnvPropagationCheck)
+		if policy == dns01.PropagationAll || policy == dns01.PropagationAny {
+			fix = fmt.Sprintf("point %s at resolvers that see the public zone", tlsauto.EnvResolvers)
+		}
+		fix += " (a resolver's cached SOA may also lag for its TTL: run doctor again to tell)"
+		switch policy {
+		case dns01.PropagationResolvers:
+			s.Status, s.Detail = statusFail, s.Detail+fmt.Sprintf(": %s=resolvers waits for the record in the wrong copy; ", tlsauto.EnvPropagationCheck)+fix
+		case dns01.PropagationAuto:
+			s.Status, s.Detail = statusWarn, s.Detail+fmt.Sprintf(": %s=auto asks the nameservers found through the resolvers, and the resolvers themselves when none answers: ", tlsauto.EnvPropagationCheck)+fix
+		case dns01.PropagationSkip:
+			s.Status, s.Detail = statusWarn, s.Detail+fmt.Sprintf(": %s=skip checks no propagation, and the zone and nameservers were found through the resolvers: ", tlsauto.EnvPropagationCheck)+fix
+		default:
+			s.Status, s.Detail = statusWarn, s.Detail+fmt.Sprintf(": %s=%s asks the nameservers, not the resolvers, so propagation is checked where the CA looks; the zone and nameservers were still found through the resolvers: ", tlsauto.EnvPropagationCheck, policy)+fix
+		}
+	})
 }
 
 // probeServer is a server the probe record is looked for on.

@@ -47,6 +47,9 @@ func TestDoctorPassesOnAGoodSetupAndLeavesNoRecord(t *testing.T) {
 			t.Errorf("step %q: %s (%s), want ok", s.Name, s.Status, s.Detail)
 		}
 	}
+	if s := findStep(t, rep, "example.test: resolvers see the public zone"); s.Status != statusOK {
+		t.Errorf("split-horizon check without a split: %s (%s), want ok", s.Status, s.Detail)
+	}
 	served := findStep(t, rep, "example.test: probe record served")
 	if len(served.Servers) != 2 {
 		t.Fatalf("probe looked at %d servers, want both nameservers: %+v", len(served.Servers), served.Servers)
@@ -270,5 +273,62 @@ func TestDoctorChecksThroughResolversWhenNameserversAreUnreachableUnderAuto(t *t
 	served := findStep(t, rep, "example.test: probe record served")
 	if len(served.Servers) != 1 || served.Servers[0].Server != "resolver" || served.Servers[0].Result != "seen" {
 		t.Errorf("probe record served: %+v; want it seen through the resolver", served.Servers)
+	}
+}
+
+// splitResolver starts a DNS server on 127.0.0.3 that serves its own copy
+// of example.test, as a resolver inside a split-horizon network does: its
+// nameserver and SOA primary is ns-internal.example.test, whose address is
+// the world's server, so the authoritative nameserver found through it is
+// the world's public one, which serves a different SOA and NS set.
+func splitResolver(t *testing.T) string {
+	t.Helper()
+	zones := testacme.NewZones()
+	if err := zones.AddZone("example.test",
+		testacme.NameServer{Host: "ns-internal.example.test", Addr: netip.MustParseAddr("127.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := testacme.NewDNSServer(zones, "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv.Addr()
+}
+
+func TestDoctorNamesSplitHorizonDNS(t *testing.T) {
+	tests := []struct {
+		check  string
+		status string
+	}{
+		{"resolvers", statusFail},
+		{"all", statusWarn},
+		{"auto", statusWarn},
+	}
+	for _, tt := range tests {
+		t.Run(tt.check, func(t *testing.T) {
+			w := newWorld(t, testacme.Options{})
+			env := map[string]string{"CERTFLEET_RESOLVERS": splitResolver(t), "CERTFLEET_PROPAGATION_CHECK": tt.check}
+			rep, r := doctorJSON(t, w, env, "--no-write", "example.test")
+			s := findStep(t, rep, "example.test: resolvers see the public zone")
+			if s.Status != tt.status {
+				t.Fatalf("split-horizon step: %s (%s), want %s\n%s", s.Status, s.Detail, tt.status, r.stdout)
+			}
+			mention := []string{"split-horizon DNS", "different example.test than its public nameservers", "the CA sees the public one", "CERTFLEET_RESOLVERS"}
+			if tt.check != "all" {
+				mention = append(mention, "CERTFLEET_PROPAGATION_CHECK=all")
+			}
+			for _, m := range mention {
+				if !strings.Contains(s.Detail, m) {
+					t.Errorf("split-horizon step says %q; want it to mention %q", s.Detail, m)
+				}
+			}
+			if wantOK := tt.status != statusFail; rep.OK != wantOK || (r.code == 0) != wantOK {
+				t.Errorf("doctor exited %d, ok=%v; want ok=%v", r.code, rep.OK, wantOK)
+			}
+			if testing.Verbose() {
+				t.Logf("doctor example.test:\n%s", w.run(t, env, "doctor", "--no-write", "example.test").stdout)
+			}
+		})
 	}
 }
