@@ -3,11 +3,10 @@ package changefeed
 import (
 	"context"
 	"errors"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/certfleet/certfleet/internal/wait"
+	"github.com/certfleet/certfleet/internal/leakcheck"
 )
 
 func TestSlowSubscriberGetsReloadInsteadOfUnboundedBacklog(t *testing.T) {
@@ -17,6 +16,31 @@ func TestSlowSubscriberGetsReloadInsteadOfUnboundedBacklog(t *testing.T) {
 	}
 	if len(s.queue) != 1 || s.queue[0] != "" {
 		t.Fatalf("backlog after overflow = %d keys starting %q, want just \"\"", len(s.queue), s.queue[:1])
+	}
+}
+
+func TestUnreadSubscriberGetsReloadAfterOverflow(t *testing.T) {
+	h := &Hub{}
+	defer h.Close()
+	ch, err := h.Subscribe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads: the delivering goroutine holds at most one batch, the
+	// rest overflows the backlog.
+	const sent = 3 * Backlog
+	for range sent {
+		h.Publish("k")
+	}
+	n := 0
+	for k := range ch { // an overflow drops keys, and says so with ""
+		n++
+		if k == "" {
+			break
+		}
+	}
+	if n >= sent {
+		t.Fatalf("the reload signal came after %d keys, want fewer than the %d sent", n, sent)
 	}
 }
 
@@ -51,7 +75,7 @@ func TestEverySubscriberGetsEveryKeyInOrder(t *testing.T) {
 }
 
 func TestCloseEndsSubscriptionsAndTheirGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := leakcheck.Take()
 	var h Hub
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -66,9 +90,7 @@ func TestCloseEndsSubscriptionsAndTheirGoroutines(t *testing.T) {
 	if _, err := h.Subscribe(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Subscribe after Close: %v, want ErrClosed", err)
 	}
-	wait.For(t, 10*time.Second, "goroutines to end after Close", func() bool {
-		return runtime.NumGoroutine() <= before
-	})
+	before.Check(t, 10*time.Second)
 }
 
 func TestContextEndsOneSubscription(t *testing.T) {

@@ -4,38 +4,38 @@ import (
 	"context"
 	"sync"
 
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/changefeed"
 )
 
 // Feed is a client's change feed: one subscription to the engine, started
-// by the first Watch and fanned out to every watcher by a feed.Hub.
+// by the first Watch and fanned out to every watcher by a changefeed.Hub.
 type Feed struct {
 	mu  sync.Mutex // held while starting, so that one subscription starts
-	hub *feed.Hub
+	hub *changefeed.Hub
 }
 
 // Start prepares the engine's subscription within ctx, so that every
 // change after it returns is seen, and returns the function that delivers
 // the changes to h until its context (the Group's) ends.
-type Start func(ctx context.Context) (run func(ctx context.Context, h *feed.Hub), err error)
+type Start func(ctx context.Context) (run func(ctx context.Context, h *changefeed.Hub), err error)
 
 // Watch returns a channel of changed keys until ctx ends or the group
 // closes, starting the feed in g on first use. It fails with
-// feed.ErrClosed once g is closed, or with start's error.
+// changefeed.ErrClosed once g is closed, or with start's error.
 func (f *Feed) Watch(ctx context.Context, g *Group, start Start) (<-chan string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g.Closed() {
-		return nil, feed.ErrClosed
+		return nil, changefeed.ErrClosed
 	}
 	if f.hub == nil {
 		run, err := start(ctx)
 		if err != nil {
 			return nil, err
 		}
-		h := &feed.Hub{}
+		h := &changefeed.Hub{}
 		if !g.Go(func(ctx context.Context) { run(ctx, h) }) {
-			return nil, feed.ErrClosed
+			return nil, changefeed.ErrClosed
 		}
 		f.hub = h
 	}

@@ -12,7 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/changefeed"
 )
 
 func TestURLFormsAndValidationErrors(t *testing.T) {
@@ -92,7 +92,7 @@ func TestFeedCompactedPastAsksForReloadAndGoesOn(t *testing.T) {
 	}
 	// A feed resuming from a revision etcd has compacted away, as after a
 	// long disconnection.
-	h := &feed.Hub{}
+	h := &changefeed.Hub{}
 	t.Cleanup(h.Close)
 	ch, err := h.Subscribe(ctx)
 	if err != nil {

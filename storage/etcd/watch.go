@@ -8,7 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/certfleet/certfleet/internal/backoff"
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/changefeed"
 )
 
 // watchRetry paces restarts of a failed watch.
@@ -24,7 +24,7 @@ var watchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Seco
 // same happens when the receiver falls more than 1024 keys behind. When
 // Watch returns, the watch is established: every later change is reported.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
-	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *feed.Hub), error) {
+	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *changefeed.Hub), error) {
 		// Watch from the revision after the current one: every change after
 		// Watch returns is seen.
 		var rev int64
@@ -35,7 +35,7 @@ func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
 			}
 			return err
 		})
-		return func(ctx context.Context, h *feed.Hub) { s.runFeed(ctx, h, rev+1) }, err
+		return func(ctx context.Context, h *changefeed.Hub) { s.runFeed(ctx, h, rev+1) }, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: watch: %w", err)
@@ -45,7 +45,7 @@ func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
 
 // runFeed watches the value keys from revision next until ctx ends,
 // restarting the watch whenever it ends.
-func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, next int64) {
+func (s *Storage) runFeed(ctx context.Context, h *changefeed.Hub, next int64) {
 	for fails := 0; ctx.Err() == nil; {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := s.client.Watch(wctx, s.vp, clientv3.WithPrefix(), clientv3.WithRev(next))
@@ -53,7 +53,7 @@ func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, next int64) {
 		for resp := range ch {
 			if resp.CompactRevision != 0 {
 				s.log.Warn("change feed fell behind etcd's compaction; asking watchers to reload", "compacted", resp.CompactRevision)
-				h.Broadcast("")
+				h.Publish("")
 				next = resp.CompactRevision
 				break
 			}
@@ -62,7 +62,7 @@ func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, next int64) {
 				break
 			}
 			for _, ev := range resp.Events {
-				h.Broadcast(string(ev.Kv.Key[len(s.vp):]))
+				h.Publish(string(ev.Kv.Key[len(s.vp):]))
 				next = ev.Kv.ModRevision + 1
 				progressed = true
 			}

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/certfleet/certfleet/internal/backoff"
-	"github.com/certfleet/certfleet/internal/feed"
+	"github.com/certfleet/certfleet/internal/changefeed"
 )
 
 // watchRetry paces restarts of a failed watcher.
@@ -23,9 +23,9 @@ var watchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Seco
 // receiver falls more than 1024 keys behind. When Watch returns, the
 // watcher is established: every later change is reported.
 func (s *Storage) Watch(ctx context.Context) (<-chan string, error) {
-	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *feed.Hub), error) {
+	ch, err := s.feed.Watch(ctx, s.g, func(ctx context.Context) (func(context.Context, *changefeed.Hub), error) {
 		w, err := s.newWatcher(ctx)
-		return func(ctx context.Context, h *feed.Hub) { s.runFeed(ctx, h, w) }, err
+		return func(ctx context.Context, h *changefeed.Hub) { s.runFeed(ctx, h, w) }, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: watch: %w", err)
@@ -47,7 +47,7 @@ func (s *Storage) newWatcher(ctx context.Context) (jetstream.KeyWatcher, error) 
 
 // runFeed delivers the watcher's keys until ctx ends (at Close),
 // recreating the watcher when it ends.
-func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, w jetstream.KeyWatcher) {
+func (s *Storage) runFeed(ctx context.Context, h *changefeed.Hub, w jetstream.KeyWatcher) {
 	for fails := 0; ; {
 		for e := range w.Updates() {
 			if e == nil {
@@ -58,7 +58,7 @@ func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, w jetstream.KeyWatch
 				s.log.Warn("change feed: a key in the bucket was not written by this package", "key", e.Key())
 				continue
 			}
-			h.Broadcast(key)
+			h.Publish(key)
 			fails = 0
 		}
 		_ = w.Stop()
@@ -73,7 +73,7 @@ func (s *Storage) runFeed(ctx context.Context, h *feed.Hub, w jetstream.KeyWatch
 			var err error
 			if w, err = s.newWatcher(ctx); err == nil {
 				s.log.Info("change feed restarted; asking watchers to reload")
-				h.Broadcast("")
+				h.Publish("")
 				break
 			}
 		}
