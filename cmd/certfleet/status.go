@@ -19,7 +19,6 @@ import (
 
 	"github.com/certfleet/certfleet/dnsprovider/dns01"
 	"github.com/certfleet/certfleet/storage"
-	"github.com/certfleet/certfleet/storage/file"
 	"github.com/certfleet/certfleet/tlsauto"
 )
 
@@ -43,9 +42,9 @@ type certInfo struct {
 
 // lockList is what status can see of the locks.
 type lockList struct {
-	Visible bool            `json:"visible"`
-	Note    string          `json:"note,omitempty"`
-	Held    []file.HeldLock `json:"held"`
+	Visible bool               `json:"visible"`
+	Note    string             `json:"note,omitempty"`
+	Held    []storage.HeldLock `json:"held"`
 }
 
 // statusReport is status's output.
@@ -68,7 +67,7 @@ func statusFlags(fs *flag.FlagSet) func(context.Context, *cli, []string) int {
 			return code
 		}
 		defer closeStorage()
-		rep := statusReport{Storage: fmt.Sprint(st), OK: true, Locks: lockList{Held: []file.HeldLock{}}}
+		rep := statusReport{Storage: fmt.Sprint(st), OK: true, Locks: lockList{Held: []storage.HeldLock{}}}
 		var err error
 		if rep.Certificates, err = loadCertificates(ctx, st); err != nil {
 			return c.failure(err)
@@ -178,21 +177,16 @@ func parseLeaf(chain []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-// lockReader is a backend that can list the locks held in it.
-type lockReader interface {
-	HeldLocks(ctx context.Context) ([]file.HeldLock, error)
-}
-
 // heldLocks lists the locks held, where the backend lets one read them.
 func heldLocks(ctx context.Context, st certmagic.Storage) lockList {
 	for s := st; s != nil; {
-		if r, ok := s.(lockReader); ok {
+		if r, ok := s.(storage.LockLister); ok {
 			held, err := r.HeldLocks(ctx)
 			if err != nil {
-				return lockList{Note: "reading the locks: " + err.Error(), Held: []file.HeldLock{}}
+				return lockList{Note: "reading the locks: " + err.Error(), Held: []storage.HeldLock{}}
 			}
 			if held == nil {
-				held = []file.HeldLock{}
+				held = []storage.HeldLock{}
 			}
 			return lockList{Visible: true, Held: held}
 		}
@@ -202,7 +196,7 @@ func heldLocks(ctx context.Context, st certmagic.Storage) lockList {
 		}
 		s = w.Unwrap()
 	}
-	return lockList{Note: fmt.Sprintf("%v does not let locks be listed: only the file backend does", st), Held: []file.HeldLock{}}
+	return lockList{Note: fmt.Sprintf("%v does not let locks be listed: it does not implement storage.LockLister", st), Held: []storage.HeldLock{}}
 }
 
 func printStatus(c *cli, rep statusReport) {

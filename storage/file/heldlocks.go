@@ -8,16 +8,13 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/certfleet/certfleet/storage"
 )
 
-// HeldLock is a lock held at the time HeldLocks read the lock directory.
-type HeldLock struct {
-	Name     string    // the lock's name, such as "issue_cert_example.com"
-	Owner    string    // the holder: host, process id and a random tag
-	Acquired time.Time // when the holder took it
-	Expires  time.Time // when the lease ends unless the holder renews it
-	Token    uint64    // the fencing token (the lock's generation)
-}
+// HeldLock is a lock held at the time HeldLocks read the lock directory;
+// Owner is the holder's host, process id and a random tag.
+type HeldLock = storage.HeldLock
 
 // HeldLocks returns the locks that are held now (taken, not released, lease
 // running), sorted by name, for operators' tools: what they return may
