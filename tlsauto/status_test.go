@@ -103,7 +103,15 @@ func TestStatusHealthAndStatsTellWhatHappened(t *testing.T) {
 	}
 
 	dns.down.Store(false)
-	wait.For(t, time.Minute, "down.example.test to be healthy", func() bool { return m.Status().Healthy })
+	wait.For(t, time.Minute, "every name to be healthy and ok", func() bool {
+		st := m.Status()
+		for _, ns := range st.Names {
+			if ns.State != tlsauto.StateOK {
+				return false
+			}
+		}
+		return st.Healthy
+	})
 	if code, _ := health(t, m); code != http.StatusOK {
 		t.Errorf("HealthHandler after recovery: %d, want 200", code)
 	}
