@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -57,7 +58,7 @@ func newSolver(c Config, s settings, store certmagic.Storage, onPropagated func(
 // certmagic.DefaultACME.Resolver); and the lease asked of a
 // LockLeaseRenewer adds DefaultACME.CertObtainTimeout, which certfleet's
 // backends never let shorten a lease.
-func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status string)) (*certmagic.Cache, *certmagic.Config, error) {
+func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEvent func(context.Context, string, map[string]any) error, onACME func(url, status, retryAfter string), onRequest func(*http.Request) error) (*certmagic.Cache, *certmagic.Config, error) {
 	var systemRoots *x509.CertPool
 	for _, ca := range s.cas {
 		if ca.Roots == nil && systemRoots == nil {
@@ -104,14 +105,23 @@ func newCertmagic(s settings, store certmagic.Storage, solver acmez.Solver, onEv
 	// back to a CA that recovered).
 	magic.Issuers = make([]certmagic.Issuer, 0, len(s.cas))
 	for _, ca := range s.cas {
-		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, acmeLog))
+		magic.Issuers = append(magic.Issuers, newIssuer(magic, s, ca, cmp.Or(ca.Roots, systemRoots), solver, acmeLog, onRequest))
 	}
 	return cache, magic, nil
 }
 
 // newIssuer builds the ACME issuer of one CA, then overwrites what
 // NewACMEIssuer inherited from certmagic.DefaultACME.
-func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, log *zap.Logger) *certmagic.ACMEIssuer {
+func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool, solver acmez.Solver, log *zap.Logger, onRequest func(*http.Request) error) *certmagic.ACMEIssuer {
+	// Every request to the CA passes here before it is sent (certmagic's
+	// only per-request hook): a new order is held back at the last moment
+	// while the fleet's back-off with the CA is in force.
+	proxy := func(req *http.Request) (*url.URL, error) {
+		if err := onRequest(req); err != nil {
+			return nil, err
+		}
+		return http.ProxyFromEnvironment(req)
+	}
 	var eab *acme.EAB
 	if ca.EAB != nil {
 		eab = &acme.EAB{KeyID: ca.EAB.KeyID, MACKey: ca.EAB.MACKey}
@@ -128,7 +138,7 @@ func newIssuer(magic *certmagic.Config, s settings, ca CA, roots *x509.CertPool,
 		TrustedRoots:            roots,
 		Resolver:                acmeResolver(),
 		CertObtainTimeout:       certObtainTimeout,
-		HTTPProxy:               http.ProxyFromEnvironment,
+		HTTPProxy:               proxy,
 		Logger:                  log.Named("acme"),
 	})
 	iss.TestCA = ""

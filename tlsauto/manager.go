@@ -111,7 +111,7 @@ func New(cfg Config) (*Manager, error) {
 		}
 		return nil, fmt.Errorf("tlsauto: %w", err)
 	}
-	if m.cache, m.magic, err = newCertmagic(s, m.storage, m.dns01, m.emit, m.observeACME); err != nil {
+	if m.cache, m.magic, err = newCertmagic(s, m.storage, m.dns01, m.emit, m.observeACME, m.gateRequest); err != nil {
 		if m.closer != nil {
 			m.closer.Close()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/storage"
 )
 
@@ -262,9 +264,34 @@ func (m *Manager) observeDNS(provider string) func(op string, err error, d time.
 }
 
 // observeACME counts one HTTP request to the CA, as the ACME client logs
-// it (see slogCore.Check).
-func (m *Manager) observeACME(rawURL, status string) {
-	count(&m.stats, &m.stats.acme, [2]string{acmeEndpoint(rawURL), status})
+// it (see slogCore.Check). A new order the CA rate-limits starts the
+// fleet's back-off at once, before the attempt's error reaches the gate,
+// so that the other members hold their orders back sooner.
+func (m *Manager) observeACME(rawURL, status, retryAfter string) {
+	endpoint := acmeEndpoint(rawURL)
+	count(&m.stats, &m.stats.acme, [2]string{endpoint, status})
+	if endpoint == "new-order" && status == "429" {
+		now := time.Now()
+		wait := dnsprovider.ParseRetryAfter(retryAfter, now)
+		if wait <= 0 {
+			wait = time.Minute
+		}
+		if err := m.gate.hold(m.ctx, m.caAccount(m.issuerKeys()[0]), now.Add(wait), "the CA answered a new order with 429 (rate limited)"); err != nil {
+			m.log.Warn("recording the CA's back-off", "error", err)
+		}
+	}
+}
+
+// gateRequest holds back a new order to the first CA while the fleet's
+// back-off with it is in force (see newIssuer).
+func (m *Manager) gateRequest(req *http.Request) error {
+	if req.Method != http.MethodPost || acmeEndpoint(req.URL.String()) != "new-order" || len(m.magic.Issuers) > 1 {
+		return nil
+	}
+	if bo := m.gate.backoff(req.Context(), m.caAccount(m.issuerKeys()[0])); time.Now().Before(bo.Until) {
+		return &WaitError{Until: bo.Until, Reason: bo.Reason, Err: ErrCABackoff}
+	}
+	return nil
 }
 
 // acmeEndpoint names the ACME resource a request URL is for, from the

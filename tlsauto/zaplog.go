@@ -3,6 +3,7 @@ package tlsauto
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -15,9 +16,9 @@ import (
 // one its user gave.
 //
 // onACME, if set, is told of every HTTP request the ACME client makes (its
-// URL and status code), which the client logs at debug level whatever the
+// URL, status code and any Retry-After header), which the client logs at debug level whatever the
 // handler's level: certmagic gives no other way to observe them.
-func newZapLogger(l *slog.Logger, onACME func(url, status string)) *zap.Logger {
+func newZapLogger(l *slog.Logger, onACME func(url, status, retryAfter string)) *zap.Logger {
 	return zap.New(&slogCore{h: l.Handler(), onACME: onACME})
 }
 
@@ -28,7 +29,7 @@ func newZapLogger(l *slog.Logger, onACME func(url, status string)) *zap.Logger {
 type slogCore struct {
 	h      slog.Handler
 	fields []zapcore.Field
-	onACME func(url, status string)
+	onACME func(url, status, retryAfter string)
 }
 
 // Enabled is the handler's level, except that debug entries are let through
@@ -63,16 +64,20 @@ func (c *slogCore) isACMERequest(e zapcore.Entry) bool {
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if c.isACMERequest(e) {
-		var u, status string
+		var u, status, retryAfter string
 		for _, f := range fields {
 			switch f.Key {
 			case "url":
 				u = f.String
 			case "status_code":
 				status = strconv.FormatInt(f.Integer, 10)
+			case "response_headers":
+				if h, ok := f.Interface.(http.Header); ok {
+					retryAfter = h.Get("Retry-After")
+				}
 			}
 		}
-		c.onACME(u, status)
+		c.onACME(u, status, retryAfter)
 		if !c.handles(e.Level) {
 			return nil
 		}
