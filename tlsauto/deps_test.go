@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestImportingTlsautoLinksNoProviderOrBackendSDK holds DESIGN's promise: a
+// TestImportingTlsautoLinksNoProviderOrBackendSDK holds the project's promise: a
 // program pays only for what it uses. Providers and backends are linked in
 // by importing their packages, never by importing tlsauto.
 func TestImportingTlsautoLinksNoProviderOrBackendSDK(t *testing.T) {
