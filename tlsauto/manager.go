@@ -167,9 +167,7 @@ func (m *Manager) start(ctx context.Context) {
 			next, err := m.tickets.refresh(ctx)
 			m.wg.Go(func() { m.tickets.run(m.ctx, next, err) })
 		}
-		if !m.s.serveExpired {
-			m.wg.Go(func() { m.expiryLoop(m.ctx) })
-		}
+		m.wg.Go(func() { m.expiryLoop(m.ctx) })
 	})
 }
 

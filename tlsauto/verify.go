@@ -175,7 +175,8 @@ func (m *Manager) checkServable(name string, cert *tls.Certificate, source strin
 // time of expiring (unless Config.ServeExpired).
 const expiryCheckInterval = 10 * time.Second
 
-// expiryLoop stops serving certificates that expire, unless ServeExpired;
+// expiryLoop stops serving certificates that expire, unless ServeExpired,
+// and forgets remembered chains that expired (whatever ServeExpired says);
 // a renewal that succeeds later serves the new certificate as usual.
 func (m *Manager) expiryLoop(ctx context.Context) {
 	t := time.NewTicker(expiryCheckInterval)
@@ -185,8 +186,11 @@ func (m *Manager) expiryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.dropExpired(time.Now())
-			m.forgetExpiredChains(time.Now())
+			now := time.Now()
+			if !m.s.serveExpired {
+				m.dropExpired(now)
+			}
+			m.forgetExpiredChains(now)
 		}
 	}
 }
