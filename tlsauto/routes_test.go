@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/certfleet/certfleet/internal/syncbuf"
 	"github.com/certfleet/certfleet/internal/testacme"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
+	"github.com/certfleet/certfleet/internal/testacme/bind"
 	"github.com/certfleet/certfleet/internal/wait"
 	"github.com/certfleet/certfleet/tlsauto"
 )
@@ -89,13 +92,6 @@ func (byToken) Do(req *http.Request) (*http.Response, error) {
 	return f.Client().Do(req)
 }
 
-// worldForRoutes is the backend of the provider registered as
-// "testacme-route" (set by the test that uses it).
-var worldForRoutes struct {
-	sync.Mutex
-	p dnsprovider.Provider
-}
-
 func init() {
 	// cloudflare-accounts is the Cloudflare provider, reading
 	// CLOUDFLARE_API_TOKEN as the built-in one does, talking to the fakes.
@@ -106,22 +102,38 @@ func init() {
 		}
 		return cloudflare.New(cloudflare.Config{APIToken: token, HTTPClient: byToken{}})
 	})
-	dnsprovider.Register("testacme-route", func(func(string) string) (dnsprovider.Provider, error) {
-		worldForRoutes.Lock()
-		defer worldForRoutes.Unlock()
-		return worldForRoutes.p, nil
-	})
 }
 
 func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
-	zones := []string{"alpha.test", "beta.test", "gamma.test", "delta.test"}
-	w := testacme.Start(t, testacme.Options{Zones: zones})
+	// Three zones in the test world, on nameservers at 127.0.0.8, written
+	// through two Cloudflare accounts and a Route 53 account; a fourth zone,
+	// delta.test, on BIND 9 at 127.0.0.1, written over RFC 2136. Every
+	// nameserver answers on one port number, as on the internet they all
+	// answer on 53. That BIND is also the Manager's resolver: it forwards
+	// the other zones to the world. A second BIND is the CA's resolver, as
+	// a CA resolves apart from its clients (one resolver for both would
+	// answer the validation from the negative answer it cached for the
+	// solver's CNAME look-up before the record existed).
+	worldZones := []string{"alpha.test", "beta.test", "gamma.test"}
+	forward := map[string]string{}
+	for _, z := range worldZones {
+		forward[z] = "127.0.0.8"
+	}
+	ns := bind.Start(t, bind.Options{Zones: []string{"delta.test"}, Forward: forward})
+	worldAddr := net.JoinHostPort("127.0.0.8", strconv.Itoa(ns.Port()))
+	caForward := map[string]string{"delta.test": ns.Addr()}
+	for _, z := range worldZones {
+		caForward[z] = worldAddr
+	}
+	caResolver := bind.Start(t, bind.Options{Zones: []string{"ca.invalid"}, Forward: caForward})
+	w := testacme.Start(t, testacme.Options{Zones: worldZones, DNSAddr: worldAddr, VAResolver: caResolver.Addr()})
 	views := map[string]*zoneView{}
-	for _, z := range zones {
+	for _, z := range worldZones {
+		if err := w.Zones().SetNameServers(z, testacme.NameServer{Host: "ns-w." + z, Addr: netip.MustParseAddr("127.0.0.8")}); err != nil {
+			t.Fatal(err)
+		}
 		views[z] = &zoneView{Provider: w.Provider(), zone: z + "."}
 	}
-	// Two Cloudflare accounts, a Route 53 account, and a fourth provider
-	// writing straight into the world.
 	const tokenA, tokenB = "cf-account-a-token-0123456789", "cf-account-b-token-0123456789"
 	cfA, cfB := apifake.NewCloudflare(views["alpha.test"], tokenA), apifake.NewCloudflare(views["beta.test"], tokenB)
 	t.Cleanup(cfA.Close)
@@ -133,9 +145,6 @@ func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
 	r53.SetPendingPolls(0)
 	t.Cleanup(r53.Close)
 	isolateAWS(t, r53.URL())
-	worldForRoutes.Lock()
-	worldForRoutes.p = views["delta.test"]
-	worldForRoutes.Unlock()
 
 	env := map[string]string{
 		"CLOUDFLARE_API_TOKEN":      tokenA,
@@ -145,14 +154,18 @@ func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
 		"R53_AWS_ACCESS_KEY_ID":     awsKeyID,
 		"R53_AWS_SECRET_ACCESS_KEY": awsSecret,
 		"R53_AWS_REGION":            testRegion,
+		"RFC2136_NAMESERVER":        ns.Addr(),
+		"RFC2136_TSIG_KEY":          ns.KeyName(),
+		"RFC2136_TSIG_SECRET":       ns.Secret(),
 	}
-	p, err := dnsprovider.RoutesFromEnv("alpha.test=cloudflare-accounts, beta.test=cloudflare-accounts:B_, gamma.test=route53:R53_, delta.test=testacme-route",
+	p, err := dnsprovider.RoutesFromEnv("alpha.test=cloudflare-accounts, beta.test=cloudflare-accounts:B_, gamma.test=route53:R53_, delta.test=rfc2136",
 		func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := fileStore(t, t.TempDir())
 	cfg := dnsConfig(t, w, store, "alpha.test", "*.beta.test", "www.gamma.test", "delta.test", "*.delta.test")
+	cfg.Resolvers = []string{ns.Addr()}
 	cfg.DNS = fastRetries(p)
 	m := startManager(t, cfg)
 	addr := serve(t, m)
@@ -178,9 +191,19 @@ func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
 	if st := r53.Stats(); st.Rejected != 0 || st.Ops["ChangeResourceRecordSets"] == 0 {
 		t.Errorf("Route 53: %+v; want changes and no request refused", st)
 	}
+	// BIND took the updates of delta.test, signed with its key, and no
+	// update for another zone reached it.
+	log := ns.Log()
+	if !strings.Contains(log, "updating zone 'delta.test/IN': adding an RR at '_acme-challenge.delta.test' TXT") {
+		t.Errorf("BIND logged no update adding the challenge record of delta.test:\n%s", log)
+	}
+	if strings.Contains(log, "update failed") || strings.Contains(log, "denied") || strings.Count(log, "updating zone '") != strings.Count(log, "updating zone 'delta.test/IN'") {
+		t.Errorf("BIND refused an update, or took one for another zone:\n%s", log)
+	}
 	if got := challengeRecords(t, w); len(got) != 0 {
 		t.Errorf("challenge records left: %q", got)
 	}
+	noChallengeRecordsLeft(t, ns)
 	if got := journal(t, store); len(got) != 0 {
 		t.Errorf("journal entries left: %q", got)
 	}

@@ -71,6 +71,12 @@ type Options struct {
 	// DNS server.
 	VAResolver string
 
+	// DNSAddr is the ip:port the world's DNS server listens on (UDP and
+	// TCP). Default: 127.0.0.1 on a free port. A fixed port lets the
+	// world's nameservers share one port number with nameservers started
+	// elsewhere on other loopback addresses, as nameservers share port 53.
+	DNSAddr string
+
 	// Logger receives Pebble's logs. Default: discarded.
 	Logger *log.Logger
 }
@@ -150,7 +156,7 @@ func New(opts Options) (*World, error) {
 		}
 	}
 	w.provider = NewProvider(w.zones)
-	dnsSrv, err := NewDNSServer(w.zones, "127.0.0.1:0")
+	dnsSrv, err := NewDNSServer(w.zones, cmp.Or(opts.DNSAddr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, err
 	}

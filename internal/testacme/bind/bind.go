@@ -25,7 +25,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +74,18 @@ type Options struct {
 	// UDP. Set 10 to run as a stock BIND does.
 	TCPListenQueue int
 
+	// Forward maps zones that named does not serve to the address of a
+	// nameserver that does: recursive queries for names in them are
+	// forwarded there (and only there), so that named is the one resolver
+	// that a CA's validation asks for the zones of several nameservers.
+	// An address is ip:port, or an IP alone for named's own port: then
+	// named picks a port free on that IP too, and the other nameserver
+	// shares named's port number on its own loopback address, as the
+	// nameservers of the internet share port 53. (named itself listens on
+	// 127.0.0.1 only: it serves the addresses of network interfaces, and
+	// other 127.x addresses are not on one.)
+	Forward map[string]string
+
 	// Dir holds named's configuration, zones, journals and pid file.
 	// Default: a new temporary directory that Close removes.
 	Dir string
@@ -104,6 +118,7 @@ type Server struct {
 	secret    string
 	zones     []string
 	queue     int
+	forward   map[string]netip.AddrPort // port 0: named's own
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when named has exited
@@ -163,6 +178,7 @@ func New(opts Options) (*Server, error) {
 		algorithm: cmp.Or(opts.Algorithm, "hmac-sha256"),
 		dir:       opts.Dir,
 		queue:     cmp.Or(opts.TCPListenQueue, 64),
+		forward:   map[string]netip.AddrPort{},
 	}
 	for _, z := range cmpOrSlice(opts.Zones, []string{"example.test"}) {
 		z = strings.ToLower(strings.TrimSuffix(z, "."))
@@ -170,6 +186,20 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("bind: Options.Zones: %q is not a zone name", z)
 		}
 		s.zones = append(s.zones, z)
+	}
+	for z, addr := range opts.Forward {
+		name := strings.ToLower(strings.TrimSuffix(z, "."))
+		if _, ok := dns.IsDomainName(name); !ok || name == "" || slices.Contains(s.zones, name) {
+			return nil, fmt.Errorf("bind: Options.Forward: %q is not a zone name, or a zone served here", z)
+		}
+		ap, err := netip.ParseAddrPort(addr)
+		if ip, ipErr := netip.ParseAddr(addr); ipErr == nil && ip.Is4() && ip.IsLoopback() && ip != netip.MustParseAddr("127.0.0.1") {
+			ap, err = netip.AddrPortFrom(ip, 0), nil
+		}
+		if err != nil || ap.Addr().Is4In6() || !ap.Addr().Is4() {
+			return nil, fmt.Errorf("bind: Options.Forward[%q]: %q: want ip:port such as 127.0.0.1:5353, or a loopback IP other than 127.0.0.1 for named's port", z, addr)
+		}
+		s.forward[name] = ap
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
@@ -186,7 +216,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	// Another process may take the free port before named binds it: then
-	// try another.
+	// try another (a fixed port is tried once).
 	var err error
 	for range 3 {
 		if err = s.start(named); err == nil || !errors.Is(err, errPortTaken) {
@@ -205,7 +235,13 @@ var errPortTaken = errors.New("the port was taken")
 // start writes named.conf for a free port, starts named and waits until it
 // answers.
 func (s *Server) start(named string) error {
-	port, err := freePort()
+	ips := []string{"127.0.0.1"}
+	for _, ap := range s.forward {
+		if ap.Port() == 0 {
+			ips = append(ips, ap.Addr().String())
+		}
+	}
+	port, err := freePort(ips)
 	if err != nil {
 		return fmt.Errorf("bind: finding a free port: %w", err)
 	}
@@ -270,22 +306,43 @@ func (s *Server) answers() bool {
 	return true
 }
 
-// freePort returns a loopback port that was free for both UDP and TCP.
-func freePort() (int, error) {
+// freePort returns a port that was free for both UDP and TCP on each of
+// ips.
+func freePort(ips []string) (int, error) {
 	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
 		if err != nil {
 			return 0, err
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
+		if free(ips, port) {
+			_ = ln.Close()
 			return port, nil
 		}
+		_ = ln.Close()
 	}
 	return 0, errors.New("no port free for both UDP and TCP")
+}
+
+// free reports whether port was free for UDP on each of ips, and for TCP on
+// each but the first (which the caller holds).
+func free(ips []string, port int) bool {
+	for i, ip := range ips {
+		addr := net.JoinHostPort(ip, strconv.Itoa(port))
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		_ = pc.Close()
+		if i > 0 {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return false
+			}
+			_ = ln.Close()
+		}
+	}
+	return true
 }
 
 // config is named.conf for port.
@@ -313,6 +370,12 @@ func (s *Server) config(port int) string {
 controls { };
 zone "." { type primary; file "root.db"; };
 `, s.dir, filepath.Join(s.dir, "named.pid"), filepath.Join(s.dir, "session.key"), port, s.queue)
+	// A forward zone takes effect only below a delegation: root.db
+	// delegates each forwarded zone, and the forwarders answer for it.
+	for _, z := range slices.Sorted(maps.Keys(s.forward)) {
+		ap := s.forward[z]
+		fmt.Fprintf(&b, "zone %q {\n\ttype forward;\n\tforward only;\n\tforwarders { %s port %d; };\n};\n", z, ap.Addr(), cmp.Or(int(ap.Port()), port))
+	}
 	for _, z := range s.zones {
 		fmt.Fprintf(&b, "zone %q {\n\ttype primary;\n\tfile %q;\n\tallow-update { key %q; };\n\tallow-transfer { key %q; };\n};\n",
 			z, z+".db", s.keyName, s.keyName)
@@ -350,6 +413,9 @@ func (s *Server) writeZones(records []string) error {
 	}
 	files["root"] = &strings.Builder{}
 	files["root"].WriteString("$TTL 60\n@ IN SOA ns. hostmaster.invalid. 1 60 60 600 60\n@ IN NS ns.\nns. IN A 127.0.0.1\n")
+	for _, z := range slices.Sorted(maps.Keys(s.forward)) {
+		fmt.Fprintf(files["root"], "%[1]s. IN NS ns1.%[1]s.\nns1.%[1]s. IN A %[2]s\n", z, s.forward[z].Addr())
+	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(s.dir, name+".db"), []byte(b.String()), 0o600); err != nil {
 			return fmt.Errorf("bind: %w", err)

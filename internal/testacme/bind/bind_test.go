@@ -2,8 +2,10 @@ package bind_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,5 +95,39 @@ func TestNewRejectsRecordsOutsideItsZones(t *testing.T) {
 	_, err := bind.New(bind.Options{Records: []string{"www.example.org. 60 IN A 127.0.0.1"}, Named: "/nonexistent/named"})
 	if err == nil || !strings.Contains(err.Error(), "Options.Records[0]") {
 		t.Fatalf("New = %v, want an error naming Options.Records[0]", err)
+	}
+}
+
+func TestForwardsZonesItDoesNotServeToANameserverSharingItsPortNumber(t *testing.T) {
+	// named for example.test on 127.0.0.1, forwarding other.test to a
+	// nameserver on 127.0.0.9 at named's port.
+	ns := bind.Start(t, bind.Options{Forward: map[string]string{"other.test": "127.0.0.9"}})
+	other := new(dns.ServeMux)
+	other.HandleFunc("other.test.", func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg).SetReply(r)
+		m.Authoritative = true
+		if r.Question[0].Qtype == dns.TypeTXT {
+			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN TXT \"from-other\"")
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})
+	for _, network := range []string{"udp", "tcp"} {
+		srv := &dns.Server{Addr: net.JoinHostPort("127.0.0.9", strconv.Itoa(ns.Port())), Net: network, Handler: other}
+		started := make(chan error, 1)
+		srv.NotifyStartedFunc = func() { started <- nil }
+		go func() { started <- srv.ListenAndServe() }()
+		if err := <-started; err != nil {
+			t.Fatalf("the other nameserver on named's port over %s: %v", network, err)
+		}
+		t.Cleanup(func() { _ = srv.Shutdown() })
+	}
+	m := new(dns.Msg).SetQuestion("_acme-challenge.other.test.", dns.TypeTXT)
+	r, _, err := (&dns.Client{Net: "tcp"}).Exchange(m, ns.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "from-other") {
+		t.Errorf("forwarded query = %v, want the other nameserver's TXT", r)
 	}
 }
