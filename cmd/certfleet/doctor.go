@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -62,7 +63,7 @@ type doctor struct {
 	report  doctorReport
 
 	cfg       tlsauto.Config
-	caaIDs    []string
+	cas       []checkedCA // what the CA checks learned, in the order of use
 	inspector *dns01.Inspector
 }
 
@@ -160,7 +161,7 @@ func (d *doctor) run(ctx context.Context, names []string) int {
 		defer closer.Close()
 		d.checkStorage(ctx, timeout)
 	}
-	d.checkCA(ctx)
+	d.checkCAs(ctx)
 	if d.inspector, err = dns01.NewInspector(d.cfg.Resolvers, d.cfg.DNSPort); err != nil {
 		d.timed("DNS resolvers", func(s *step) { s.Status, s.Detail = statusFail, err.Error() })
 	} else {
@@ -191,10 +192,11 @@ func (d *doctor) run(ctx context.Context, names []string) int {
 }
 
 func (d *doctor) describeConfig() string {
-	ca := d.cfg.CA
-	if ca == "" {
-		ca = tlsauto.LetsEncrypt
+	var urls []string
+	for _, ca := range d.configuredCAs() {
+		urls = append(urls, ca.URL)
 	}
+	ca := strings.Join(urls, " then ")
 	check := string(d.cfg.PropagationCheck)
 	if check == "" {
 		check = string(dns01.PropagationAuto)
@@ -260,21 +262,63 @@ type directory struct {
 	} `json:"meta"`
 }
 
-// checkCA fetches the ACME directory and compares the clocks.
-func (d *doctor) checkCA(ctx context.Context) {
-	ca := d.cfg.CA
-	if ca == "" {
-		ca = tlsauto.LetsEncrypt
+// configuredCAs returns the CAs of the configuration in their order of
+// use: Config.CAs, or the single CA of Config.CA, CARoots, EAB and Profile.
+func (d *doctor) configuredCAs() []tlsauto.CA {
+	cas := d.cfg.CAs
+	if len(cas) == 0 {
+		cas = []tlsauto.CA{{URL: d.cfg.CA, Roots: d.cfg.CARoots, EAB: d.cfg.EAB, Profile: d.cfg.Profile}}
 	}
+	out := make([]tlsauto.CA, len(cas))
+	for i, ca := range cas {
+		out[i] = ca
+		out[i].URL = cmp.Or(ca.URL, tlsauto.LetsEncrypt)
+	}
+	return out
+}
+
+// checkedCA is what doctor learned of a CA's directory.
+type checkedCA struct {
+	url     string
+	reached bool
+	caaIDs  []string // the domains CAA records name it by
+}
+
+// checkCAs checks every configured CA, and the clock against the first one
+// reached. With one CA the steps are "CA directory", "CA profiles" and
+// "external account binding"; with several, each is numbered ("CA 2
+// directory").
+func (d *doctor) checkCAs(ctx context.Context) {
+	cas := d.configuredCAs()
+	clocked := false
+	for i, ca := range cas {
+		label := "CA"
+		if len(cas) > 1 {
+			label = fmt.Sprintf("CA %d", i+1)
+		}
+		checked, date, rtt := d.checkCA(ctx, label, ca)
+		d.cas = append(d.cas, checked)
+		if checked.reached && !clocked {
+			clocked = true
+			d.checkClock(date, rtt)
+		}
+	}
+}
+
+// checkCA fetches one CA's ACME directory and checks the profile and
+// external account binding asked of it. It returns what it learned, and the
+// CA's Date header with the round trip it came in.
+func (d *doctor) checkCA(ctx context.Context, label string, ca tlsauto.CA) (checkedCA, time.Time, time.Duration) {
+	checked := checkedCA{url: ca.URL}
 	var dir directory
 	var date time.Time
 	var rtt time.Duration
-	s := d.timed("CA directory", func(s *step) {
+	s := d.timed(label+" directory", func(s *step) {
 		client := &http.Client{Timeout: 15 * time.Second}
-		if d.cfg.CARoots != nil {
-			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.cfg.CARoots}, Proxy: http.ProxyFromEnvironment}
+		if ca.Roots != nil {
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Roots}, Proxy: http.ProxyFromEnvironment}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ca, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ca.URL, nil)
 		if err != nil {
 			s.Status, s.Detail = statusFail, err.Error()
 			return
@@ -282,37 +326,78 @@ func (d *doctor) checkCA(ctx context.Context) {
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
-			s.Status, s.Detail = statusFail, fmt.Sprintf("%s is not reachable: %v", ca, err)
+			s.Status, s.Detail = statusFail, fmt.Sprintf("%s is not reachable: %v", ca.URL, err)
 			return
 		}
 		defer resp.Body.Close()
 		rtt = time.Since(start)
 		date, _ = http.ParseTime(resp.Header.Get("Date"))
 		if resp.StatusCode != http.StatusOK {
-			s.Status, s.Detail = statusFail, fmt.Sprintf("%s answered %s: is it an ACME directory URL?", ca, resp.Status)
+			s.Status, s.Detail = statusFail, fmt.Sprintf("%s answered %s: is it an ACME directory URL?", ca.URL, resp.Status)
 			return
 		}
 		if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&dir); err != nil || dir.NewOrder == "" {
-			s.Status, s.Detail = statusFail, fmt.Sprintf("%s is not an ACME directory (no newOrder)", ca)
+			s.Status, s.Detail = statusFail, fmt.Sprintf("%s is not an ACME directory (no newOrder)", ca.URL)
 			return
 		}
 		s.Status = statusOK
-		s.Detail = ca
+		s.Detail = ca.URL
 		if t := dir.Meta.TermsOfService; t != "" {
 			s.Detail += "; terms of service " + t
 		}
 	})
 	if s.Status != statusOK {
-		return
+		return checked, date, rtt
 	}
-	d.caaIDs = dir.Meta.CAAIdentities
+	checked.reached, checked.caaIDs = true, dir.Meta.CAAIdentities
+	d.timed(label+" profiles", func(s *step) {
+		var profiles map[string]any
+		_ = json.Unmarshal(dir.Meta.Profiles, &profiles)
+		var offered []string
+		for p := range profiles {
+			offered = append(offered, p)
+		}
+		slices.Sort(offered)
+		want := ca.Profile
+		switch {
+		case want == "" && len(offered) == 0:
+			s.Status, s.Detail = statusOK, "the CA offers no profiles; none is asked for"
+		case want == "":
+			s.Status, s.Detail = statusOK, fmt.Sprintf("offered: %s; none asked for (%s): the CA's default", strings.Join(offered, ", "), tlsauto.EnvProfile)
+		case slices.Contains(offered, want):
+			s.Status, s.Detail = statusOK, fmt.Sprintf("%s=%s is offered (offered: %s)", tlsauto.EnvProfile, want, strings.Join(offered, ", "))
+		default:
+			s.Status, s.Detail = statusFail, fmt.Sprintf("%s=%s is not offered by the CA (offered: %s): change %s", tlsauto.EnvProfile, want, strings.Join(offered, ", "), tlsauto.EnvProfile)
+		}
+	})
+	name := "external account binding"
+	if label != "CA" {
+		name = label + " " + name
+	}
+	d.timed(name, func(s *step) {
+		switch {
+		case dir.Meta.ExternalAccountRequired && ca.EAB == nil:
+			s.Status, s.Detail = statusFail, fmt.Sprintf("the CA requires it: set %s and %s to the values the CA gave you", tlsauto.EnvEABKeyID, tlsauto.EnvEABMACKey)
+		case dir.Meta.ExternalAccountRequired:
+			s.Status, s.Detail = statusOK, "required by the CA, and set (the CA checks it at the first order)"
+		case ca.EAB != nil:
+			s.Status, s.Detail = statusOK, "not required by the CA; the one set is sent anyway"
+		default:
+			s.Status, s.Detail = statusOK, "not required"
+		}
+	})
+	return checked, date, rtt
+}
+
+// checkClock compares this machine's clock with a CA's Date header, which
+// was stamped somewhere within the round trip rtt.
+func (d *doctor) checkClock(date time.Time, rtt time.Duration) {
 	d.timed("clock", func(s *step) {
 		if date.IsZero() {
 			s.Status, s.Detail = statusWarn, "the CA sent no Date header: clock not compared"
 			return
 		}
-		// The Date header has a resolution of a second and was stamped
-		// somewhere within the round trip.
+		// The Date header has a resolution of a second.
 		skew := time.Until(date.Add(rtt / 2))
 		switch abs := max(skew, -skew); {
 		case abs > 5*time.Minute:
@@ -325,38 +410,6 @@ func (d *doctor) checkCA(ctx context.Context) {
 		s.Detail = fmt.Sprintf("this machine's clock is %v %s the CA's", max(skew, -skew).Round(time.Second), map[bool]string{true: "behind", false: "ahead of"}[skew > 0])
 		if s.Status != statusOK {
 			s.Detail += ": synchronize it (NTP); certificates and renewal times depend on it"
-		}
-	})
-	d.timed("CA profiles", func(s *step) {
-		var profiles map[string]any
-		_ = json.Unmarshal(dir.Meta.Profiles, &profiles)
-		var offered []string
-		for p := range profiles {
-			offered = append(offered, p)
-		}
-		slices.Sort(offered)
-		want := d.cfg.Profile
-		switch {
-		case want == "" && len(offered) == 0:
-			s.Status, s.Detail = statusOK, "the CA offers no profiles; none is asked for"
-		case want == "":
-			s.Status, s.Detail = statusOK, fmt.Sprintf("offered: %s; none asked for (%s): the CA's default", strings.Join(offered, ", "), tlsauto.EnvProfile)
-		case slices.Contains(offered, want):
-			s.Status, s.Detail = statusOK, fmt.Sprintf("%s=%s is offered (offered: %s)", tlsauto.EnvProfile, want, strings.Join(offered, ", "))
-		default:
-			s.Status, s.Detail = statusFail, fmt.Sprintf("%s=%s is not offered by the CA (offered: %s): change %s", tlsauto.EnvProfile, want, strings.Join(offered, ", "), tlsauto.EnvProfile)
-		}
-	})
-	d.timed("external account binding", func(s *step) {
-		switch {
-		case dir.Meta.ExternalAccountRequired && d.cfg.EAB == nil:
-			s.Status, s.Detail = statusFail, fmt.Sprintf("the CA requires it: set %s and %s to the values the CA gave you", tlsauto.EnvEABKeyID, tlsauto.EnvEABMACKey)
-		case dir.Meta.ExternalAccountRequired:
-			s.Status, s.Detail = statusOK, "required by the CA, and set (the CA checks it at the first order)"
-		case d.cfg.EAB != nil:
-			s.Status, s.Detail = statusOK, "not required by the CA; the one set is sent anyway"
-		default:
-			s.Status, s.Detail = statusOK, "not required"
 		}
 	})
 }
@@ -797,20 +850,35 @@ func (d *doctor) checkCAA(ctx context.Context, name string) {
 			s.Status, s.Detail = statusOK, fmt.Sprintf("CAA at %s has no %s property: any CA may issue", where, tag)
 			return
 		}
-		if len(d.caaIDs) == 0 {
-			s.Status, s.Detail = statusWarn, fmt.Sprintf("CAA at %s allows %s; the CA's directory names no caaIdentities to compare", where, strings.Join(allowed, ", "))
-			return
-		}
-		for _, a := range allowed {
-			for _, id := range d.caaIDs {
-				if strings.EqualFold(a, id) {
-					s.Status, s.Detail = statusOK, fmt.Sprintf("CAA %s at %s allows %s", tag, where, a)
-					return
-				}
+		var may, mayNot []checkedCA
+		for _, ca := range d.cas {
+			switch {
+			case len(ca.caaIDs) == 0:
+			case slices.ContainsFunc(allowed, func(a string) bool {
+				return slices.ContainsFunc(ca.caaIDs, func(id string) bool { return strings.EqualFold(a, id) })
+			}):
+				may = append(may, ca)
+			default:
+				mayNot = append(mayNot, ca)
 			}
 		}
-		s.Status, s.Detail = statusFail, fmt.Sprintf("CAA %s at %s allows only %s, and the CA is %s: the CA will refuse to issue; add a CAA record: %s. CAA 0 %s %q",
-			tag, where, strings.Join(quoteAll(allowed), ", "), strings.Join(d.caaIDs, ", "), where, tag, d.caaIDs[0])
+		switch {
+		case len(may) == 0 && len(mayNot) == 0:
+			s.Status, s.Detail = statusWarn, fmt.Sprintf("CAA at %s allows %s; the CA's directory names no caaIdentities to compare", where, strings.Join(allowed, ", "))
+		case len(mayNot) == 0:
+			s.Status, s.Detail = statusOK, fmt.Sprintf("CAA %s at %s allows %s", tag, where, strings.Join(allowed, ", "))
+		default:
+			refused := mayNot[0]
+			s.Status, s.Detail = statusFail, fmt.Sprintf("CAA %s at %s allows only %s, and the CA is %s: the CA will refuse to issue; add a CAA record: %s. CAA 0 %s %q",
+				tag, where, strings.Join(quoteAll(allowed), ", "), strings.Join(refused.caaIDs, ", "), where, tag, refused.caaIDs[0])
+			if len(may) > 0 {
+				// Another CA may issue: names are obtained, after a
+				// refusal each time the CA that may not is tried.
+				s.Status = statusWarn
+				s.Detail = fmt.Sprintf("CAA %s at %s allows %s but not %s (CA %s): every attempt there is refused before the next CA is tried; add a CAA record: %s. CAA 0 %s %q",
+					tag, where, strings.Join(quoteAll(allowed), ", "), strings.Join(refused.caaIDs, ", "), refused.url, where, tag, refused.caaIDs[0])
+			}
+		}
 	})
 }
 

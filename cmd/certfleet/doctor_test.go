@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -330,5 +335,53 @@ func TestDoctorNamesSplitHorizonDNS(t *testing.T) {
 				t.Logf("doctor example.test:\n%s", w.run(t, env, "doctor", "--no-write", "example.test").stdout)
 			}
 		})
+	}
+}
+
+func TestDoctorChecksEveryCAInTheirOrder(t *testing.T) {
+	w := newWorld(t, testacme.Options{})
+	// A second CA whose directory requires account binding and goes by
+	// another name in CAA records.
+	second := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(rw, `{"newNonce":"https://%[1]s/nonce","newAccount":"https://%[1]s/account","newOrder":"https://%[1]s/order",
+			"meta":{"caaIdentities":["second-ca.test"],"externalAccountRequired":true}}`, r.Host)
+	}))
+	t.Cleanup(second.Close)
+	roots := filepath.Join(t.TempDir(), "roots.pem")
+	pemBytes := append(w.ACMERootsPEM(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: second.Certificate().Raw})...)
+	if err := os.WriteFile(roots, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Provider().AppendRecords(context.Background(), "example.test",
+		[]libdns.Record{libdns.CAA{Name: "@", Tag: "issue", Value: "pebble.letsencrypt.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CERTFLEET_CA": w.DirectoryURL() + "," + second.URL, "CERTFLEET_CA_ROOTS": roots}
+	rep, r := doctorJSON(t, w, env, "www.example.test")
+	if r.code != 1 || rep.OK {
+		t.Fatalf("doctor exited %d, ok=%v; want 1, false (the second CA requires binding):\n%s", r.code, rep.OK, r.stdout)
+	}
+	for name, want := range map[string]string{
+		"CA 1 directory":                        statusOK,
+		"CA 1 external account binding":         statusOK,
+		"CA 2 directory":                        statusOK,
+		"CA 2 external account binding":         statusFail,
+		"clock":                                 statusOK,
+		"www.example.test: CAA":                 statusWarn,
+		"www.example.test: probe record served": statusOK,
+	} {
+		if s := findStep(t, rep, name); s.Status != want {
+			t.Errorf("step %q: %s (%s), want %s", name, s.Status, s.Detail, want)
+		}
+	}
+	caa := findStep(t, rep, "www.example.test: CAA")
+	for _, m := range []string{"second-ca.test", second.URL, `"pebble.letsencrypt.org"`} {
+		if !strings.Contains(caa.Detail, m) {
+			t.Errorf("CAA step says %q; want it to mention %q", caa.Detail, m)
+		}
+	}
+	if !strings.Contains(rep.Steps[0].Detail+r.stdout, second.URL) {
+		t.Errorf("the report does not name the second CA:\n%s", r.stdout)
 	}
 }
