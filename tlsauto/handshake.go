@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -24,8 +26,43 @@ import (
 // snapshot maps server names to certificates. It is never modified once
 // published.
 type snapshot struct {
-	exact map[string]*tls.Certificate // "example.com"
-	wild  map[string]*tls.Certificate // "example.com" for *.example.com
+	exact certMap // "example.com"
+	wild  certMap // "example.com" for *.example.com
+}
+
+// snapshotShards is how many maps a certMap splits its names across. A
+// change copies one shard (and the array of them), not every name: at
+// 10,000 names, about 40 entries instead of 10,000, which is what keeps
+// names coming under management one by one from costing quadratic time.
+const snapshotShards = 256
+
+// certMap is a map from names to certificates split into shards by a hash
+// of the name. Shards are shared between snapshots and never modified once
+// published.
+type certMap [snapshotShards]map[string]*tls.Certificate
+
+var shardSeed = maphash.MakeSeed()
+
+func shardOf(key string) int {
+	return int(maphash.String(shardSeed, key) % snapshotShards)
+}
+
+// get returns key's certificate, nil if none.
+func (c *certMap) get(key string) *tls.Certificate {
+	return c[shardOf(key)][key]
+}
+
+// all yields every key and certificate.
+func (c *certMap) all() iter.Seq2[string, *tls.Certificate] {
+	return func(yield func(string, *tls.Certificate) bool) {
+		for _, m := range c {
+			for k, v := range m {
+				if !yield(k, v) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // served holds the current snapshot and serializes its replacement.
@@ -37,11 +74,14 @@ type served struct {
 	pending []*change  // waiting for the next writer to publish them
 }
 
+// noCertificates is the snapshot before the first is published.
+var noCertificates = &snapshot{}
+
 func (s *served) load() *snapshot {
 	if p := s.cur.Load(); p != nil {
 		return p
 	}
-	return &snapshot{}
+	return noCertificates
 }
 
 // set publishes a copy of the snapshot with name (a managed name, perhaps
@@ -87,34 +127,36 @@ func (s *served) remove(name string) {
 
 // apply publishes changes in one new snapshot. Called with s.mu held.
 func (s *served) apply(changes []*change) {
-	old := s.load()
-	next := &snapshot{exact: maps.Clone(old.exact), wild: maps.Clone(old.wild)}
-	if next.exact == nil {
-		next.exact = map[string]*tls.Certificate{}
-	}
-	if next.wild == nil {
-		next.wild = map[string]*tls.Certificate{}
-	}
+	next := *s.load()
+	var copied [2][snapshotShards]bool // shards of exact, wild already private to next
 	n := 0
 	for _, c := range changes {
-		m, key := next.exact, c.name
+		family, fam, key := &next.exact, 0, c.name
 		if rest, ok := strings.CutPrefix(c.name, "*."); ok {
-			m, key = next.wild, rest
+			family, fam, key = &next.wild, 1, rest
 		}
-		cur, ok := m[key]
-		switch {
-		case c.cert == nil && ok:
-			delete(m, key)
-		case c.cert == nil, ok && !newer(c.cert, cur):
+		i := shardOf(key)
+		cur, ok := family[i][key]
+		if c.cert == nil && !ok || c.cert != nil && ok && !newer(c.cert, cur) {
 			continue
-		default:
-			m[key] = c.cert
+		}
+		if !copied[fam][i] {
+			family[i] = maps.Clone(family[i])
+			if family[i] == nil {
+				family[i] = map[string]*tls.Certificate{}
+			}
+			copied[fam][i] = true
+		}
+		if c.cert == nil {
+			delete(family[i], key)
+		} else {
+			family[i][key] = c.cert
 		}
 		c.changed = true
 		n++
 	}
 	if n > 0 {
-		s.cur.Store(next)
+		s.cur.Store(&next)
 	}
 }
 
@@ -137,13 +179,11 @@ func newer(a, b *tls.Certificate) bool {
 // lookup finds the certificate for a server name: an exact match first,
 // then a wildcard one label up.
 func (s *snapshot) lookup(name string) *tls.Certificate {
-	if c, ok := s.exact[name]; ok {
+	if c := s.exact.get(name); c != nil {
 		return c
 	}
 	if i := strings.IndexByte(name, '.'); i > 0 {
-		if c, ok := s.wild[name[i+1:]]; ok {
-			return c
-		}
+		return s.wild.get(name[i+1:])
 	}
 	return nil
 }

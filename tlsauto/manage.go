@@ -198,32 +198,36 @@ func (m *Manager) notifyLocked() {
 // served with a certificate valid now and not overdue) or refused for good,
 // or ctx ends.
 func (m *Manager) await(ctx context.Context, names []string) error {
-	// Only the names still pending are looked at again after a change, so
-	// that thousands of names coming under management one by one do not
-	// make this quadratic.
+	// After a change, the pending names are looked at again only up to the
+	// first one still pending (it must be waited for anyway), so that
+	// thousands of names coming under management one by one do not make
+	// this quadratic; all of them are looked at once that one is done or
+	// ctx ends.
 	pending := slices.Clone(names)
 	var errs []error
 	for {
 		m.mu.Lock()
+		done := ctx.Err() != nil
 		still := pending[:0]
-		for _, name := range pending {
+		for i, name := range pending {
 			e, ok := m.names[name]
 			switch {
 			case !ok:
 				errs = append(errs, fmt.Errorf("%s: no longer managed", name))
 			case e.gaveUp:
 				errs = append(errs, fmt.Errorf("%s: %w", name, e.lastErr))
+			case !e.managed && done:
+				errs = append(errs, notServed(e, ctx.Err()))
 			case !e.managed:
-				still = append(still, name)
+				still = append(still, pending[i:]...)
+			default:
+				continue
+			}
+			if len(still) > 0 {
+				break
 			}
 		}
 		pending = still
-		if len(pending) > 0 && ctx.Err() != nil {
-			for _, name := range pending {
-				errs = append(errs, notServed(m.names[name], ctx.Err()))
-			}
-			pending = nil
-		}
 		changed := m.changed
 		m.mu.Unlock()
 		if len(pending) == 0 {

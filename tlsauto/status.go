@@ -151,9 +151,9 @@ func (m *Manager) unhealthy(cert *tls.Certificate, now time.Time) string {
 // (perhaps a wildcard), nil if none.
 func (s *snapshot) lookupManaged(name string) *tls.Certificate {
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
-		return s.wild[rest]
+		return s.wild.get(rest)
 	}
-	return s.exact[name]
+	return s.exact.get(name)
 }
 
 func describe(l *x509.Certificate) *CertificateInfo {

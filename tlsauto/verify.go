@@ -201,9 +201,9 @@ func (m *Manager) dropExpired(now time.Time) {
 	snap := m.served.load()
 	for _, group := range []struct {
 		prefix string
-		certs  map[string]*tls.Certificate
-	}{{"", snap.exact}, {"*.", snap.wild}} {
-		for key, c := range group.certs {
+		certs  *certMap
+	}{{"", &snap.exact}, {"*.", &snap.wild}} {
+		for key, c := range group.certs.all() {
 			if c.Leaf == nil || !now.After(c.Leaf.NotAfter) {
 				continue
 			}
