@@ -39,7 +39,8 @@ type AzureCredentials struct {
 // endpoint accepts only the client credentials grant with the configured
 // tenant, client id and secret, for the Resource Manager scope, and issues
 // access tokens that the API then requires. Every zone of the backend is a
-// zone of the configured subscription and resource group.
+// zone of the configured subscription and resource group. Lists page at
+// 100 items, or at SetPageSize.
 //
 // Injected throttling answers are HTTP 429 TooManyRequests with a
 // Retry-After header; injected server errors are 500 InternalServerError,
@@ -50,9 +51,8 @@ type Azure struct {
 	backend Backend
 	creds   AzureCredentials
 
-	cfgMu    sync.Mutex
-	tokens   map[string]time.Time
-	pageSize int
+	cfgMu  sync.Mutex
+	tokens map[string]time.Time
 }
 
 // NewAzure starts a fake Azure DNS API over backend that accepts creds.
@@ -70,34 +70,14 @@ func NewAzure(backend Backend, creds AzureCredentials) *Azure {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		azFail(w, http.StatusNotFound, "InvalidResourceType", "no route for "+r.Method+" "+r.URL.Path)
 	})
-	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }))
+	f.start(mux, f.injectFault)
 	return f
-}
-
-// SetPageSize caps the items per page of list operations (zero: 100).
-func (f *Azure) SetPageSize(n int) {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	f.pageSize = max(n, 0)
-}
-
-func (f *Azure) size() int {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	if f.pageSize > 0 {
-		return f.pageSize
-	}
-	return 100
 }
 
 // FailNext makes the next n requests fail with the given HTTP status and
 // a matching Azure error (429 carries Retry-After).
 func (f *Azure) FailNext(n, status int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for range n {
-		f.forced = append(f.forced, forcedFault{status: status})
-	}
+	f.failNext(n, forcedFault{status: status})
 }
 
 // Transport returns an http.RoundTripper that sends requests for
@@ -109,19 +89,10 @@ func (f *Azure) Transport() http.RoundTripper {
 
 // Client returns an http.Client using Transport.
 func (f *Azure) Client() *http.Client {
-	return &http.Client{Transport: f.Transport(), Timeout: time.Minute}
+	return client(f.Transport())
 }
 
-func (f *Azure) serve(mux http.Handler, w http.ResponseWriter, r *http.Request) {
-	f.countRequest()
-	if kind, forced, ok := f.pickFault(); ok {
-		f.injectFault(w, kind, forced)
-		return
-	}
-	mux.ServeHTTP(w, r)
-}
-
-func (f *Azure) injectFault(w http.ResponseWriter, kind int, forced forcedFault) {
+func (f *Azure) injectFault(w http.ResponseWriter, _ *http.Request, kind int, forced forcedFault) {
 	switch {
 	case kind == -1 && forced.status == http.StatusTooManyRequests, kind == faultThrottle:
 		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterSeconds()))
@@ -251,7 +222,7 @@ func (f *Azure) listZones(w http.ResponseWriter, r *http.Request) {
 			"etag": etag(name), "properties": map[string]any{"zoneType": "Public", "nameServers": []string{"ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."}},
 		})
 	}
-	page, next, ok := offsetPage(out, r.URL.Query().Get("$skipToken"), f.size())
+	page, next, ok := offsetPage(out, r.URL.Query().Get("$skipToken"), f.pageSizeOr(100))
 	if !ok {
 		azFail(w, http.StatusBadRequest, "InvalidSkipToken", "The $skipToken is invalid.")
 		return
@@ -340,7 +311,7 @@ func (f *Azure) listRecordSets(w http.ResponseWriter, r *http.Request) {
 	for _, s := range sets {
 		out = append(out, f.azSet(zone, s))
 	}
-	page, next, ok := offsetPage(out, r.URL.Query().Get("$skipToken"), f.size())
+	page, next, ok := offsetPage(out, r.URL.Query().Get("$skipToken"), f.pageSizeOr(100))
 	if !ok {
 		azFail(w, http.StatusBadRequest, "InvalidSkipToken", "The $skipToken is invalid.")
 		return
@@ -449,8 +420,7 @@ func (f *Azure) putRecordSet(w http.ResponseWriter, r *http.Request) {
 		azFail(w, http.StatusInternalServerError, "InternalServerError", "backend: "+err.Error())
 		return
 	}
-	if f.loseWrite() {
-		hangUp(w)
+	if f.lostAnswer(w, nil) {
 		return
 	}
 	status := http.StatusOK
@@ -481,8 +451,7 @@ func (f *Azure) deleteRecordSet(w http.ResponseWriter, r *http.Request) {
 		azFail(w, http.StatusInternalServerError, "InternalServerError", "backend: "+err.Error())
 		return
 	}
-	if f.loseWrite() {
-		hangUp(w)
+	if f.lostAnswer(w, nil) {
 		return
 	}
 	azWrite(w, http.StatusOK, nil)

@@ -40,7 +40,6 @@ type Cloudflare struct {
 	cfgMu     sync.Mutex
 	token     string
 	zoneToken string
-	pageSize  int
 }
 
 // NewCloudflare starts a fake Cloudflare API over backend that accepts the
@@ -59,7 +58,7 @@ func NewCloudflare(backend Backend, token string) *Cloudflare {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		cfFail(w, http.StatusBadRequest, 7000, "No route for that URI")
 	})
-	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }))
+	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }), f.injectFault)
 	return f
 }
 
@@ -72,21 +71,10 @@ func (f *Cloudflare) SetZoneToken(token string) {
 	f.zoneToken = token
 }
 
-// SetPageSize caps the number of items per page (zero: the real defaults).
-func (f *Cloudflare) SetPageSize(n int) {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	f.pageSize = max(n, 0)
-}
-
 // FailNext makes the next n requests fail with the given HTTP status and
 // a matching Cloudflare error (429 carries Retry-After).
 func (f *Cloudflare) FailNext(n, status int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for range n {
-		f.forced = append(f.forced, forcedFault{status: status})
-	}
+	f.failNext(n, forcedFault{status: status})
 }
 
 // Transport returns an http.RoundTripper that sends requests for
@@ -98,15 +86,11 @@ func (f *Cloudflare) Transport() http.RoundTripper {
 // Client returns an http.Client using Transport, for libdns/cloudflare's
 // HTTPClient field.
 func (f *Cloudflare) Client() *http.Client {
-	return &http.Client{Transport: f.Transport(), Timeout: time.Minute}
+	return client(f.Transport())
 }
 
+// serve checks the bearer token before mux.
 func (f *Cloudflare) serve(mux http.Handler, w http.ResponseWriter, r *http.Request) {
-	f.countRequest()
-	if kind, forced, ok := f.pickFault(); ok {
-		f.injectFault(w, kind, forced)
-		return
-	}
 	auth := r.Header.Get("Authorization")
 	tok, isBearer := strings.CutPrefix(auth, "Bearer ")
 	f.cfgMu.Lock()
@@ -136,7 +120,7 @@ func (f *Cloudflare) serve(mux http.Handler, w http.ResponseWriter, r *http.Requ
 	mux.ServeHTTP(w, r)
 }
 
-func (f *Cloudflare) injectFault(w http.ResponseWriter, kind int, forced forcedFault) {
+func (f *Cloudflare) injectFault(w http.ResponseWriter, _ *http.Request, kind int, forced forcedFault) {
 	switch {
 	case kind == -1 && forced.status == http.StatusTooManyRequests, kind == faultThrottle:
 		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterSeconds()))
@@ -163,21 +147,9 @@ func htmlError(w http.ResponseWriter, status int) {
 		status, http.StatusText(status), status, http.StatusText(status))
 }
 
-// lostAnswer answers an applied write as if the response was lost.
-func (f *Cloudflare) lostAnswer(w http.ResponseWriter) bool {
-	if !f.loseWrite() {
-		return false
-	}
-	f.mu.Lock()
-	hang := f.rng.IntN(2) == 0
-	f.mu.Unlock()
-	if hang {
-		hangUp(w)
-	} else {
-		htmlError(w, http.StatusGatewayTimeout)
-	}
-	return true
-}
+// lostError is the server error Cloudflare's edge answers when the origin
+// does not: one of the answers of a write whose response is lost.
+func lostError(w http.ResponseWriter) { htmlError(w, http.StatusGatewayTimeout) }
 
 type cfError struct {
 	Code    int    `json:"code"`
@@ -322,12 +294,6 @@ func page[T any](r *http.Request, items []T, defaultSize, maxSize, capSize int) 
 	}, nil
 }
 
-func (f *Cloudflare) capSize() int {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	return f.pageSize
-}
-
 func (f *Cloudflare) listZones(w http.ResponseWriter, r *http.Request) {
 	f.countOp("ListZones")
 	zs, err := f.zones(r)
@@ -339,7 +305,7 @@ func (f *Cloudflare) listZones(w http.ResponseWriter, r *http.Request) {
 		want := strings.ToLower(strings.TrimSuffix(name, "."))
 		zs = slices.DeleteFunc(zs, func(z cfZone) bool { return z.Name != want })
 	}
-	items, info, err := page(r, zs, 20, 50, f.capSize())
+	items, info, err := page(r, zs, 20, 50, f.pageSizeOr(0))
 	if err != nil {
 		cfFail(w, http.StatusBadRequest, 1001, err.Error())
 		return
@@ -493,7 +459,7 @@ func (f *Cloudflare) listRecords(w http.ResponseWriter, r *http.Request) {
 		return true
 	}
 	recs = slices.DeleteFunc(recs, func(c cfRecord) bool { return !keep(c) })
-	items, info, err := page(r, recs, 100, 5000, f.capSize())
+	items, info, err := page(r, recs, 100, 5000, f.pageSizeOr(0))
 	if err != nil {
 		cfFail(w, http.StatusBadRequest, 1001, err.Error())
 		return
@@ -570,7 +536,7 @@ func (f *Cloudflare) createRecord(w http.ResponseWriter, r *http.Request) {
 		cfFail(w, http.StatusInternalServerError, 1000, "backend: "+err.Error())
 		return
 	}
-	if f.lostAnswer(w) {
+	if f.lostAnswer(w, lostError) {
 		return
 	}
 	cfOK(w, c, nil)
@@ -642,7 +608,7 @@ func (f *Cloudflare) updateRecord(w http.ResponseWriter, r *http.Request) {
 		cfFail(w, http.StatusInternalServerError, 1000, "backend: "+err.Error())
 		return
 	}
-	if f.lostAnswer(w) {
+	if f.lostAnswer(w, lostError) {
 		return
 	}
 	cfOK(w, toCF(newRR, z), nil)
@@ -671,7 +637,7 @@ func (f *Cloudflare) deleteRecord(w http.ResponseWriter, r *http.Request) {
 		cfFail(w, http.StatusInternalServerError, 1000, "backend: "+err.Error())
 		return
 	}
-	if f.lostAnswer(w) {
+	if f.lostAnswer(w, lostError) {
 		return
 	}
 	cfOK(w, map[string]string{"id": c.ID}, nil)

@@ -26,18 +26,6 @@ func txt(name, text string) libdns.TXT {
 	return libdns.TXT{Name: name, Text: text, TTL: 120 * time.Second}
 }
 
-// texts returns the sorted TXT values at name in recs.
-func texts(recs []libdns.Record, name string) []string {
-	var out []string
-	for _, r := range recs {
-		if rr := r.RR(); rr.Type == "TXT" && rr.Name == name {
-			out = append(out, rr.Data)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestCloudflareAppendsListsAndDeletesTXTWithRealLibdns(t *testing.T) {
 	f, mem := newCloudflare(t, "tok", "example.com.")
 	p := &libdnscf.Provider{APIToken: "tok", HTTPClient: f.Client()}
@@ -47,21 +35,21 @@ func TestCloudflareAppendsListsAndDeletesTXTWithRealLibdns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AppendRecords: %v", err)
 	}
-	if got := texts(added, "_acme-challenge"); !slices.Equal(got, []string{"one", "two"}) {
+	if got := TXTValues(added, "_acme-challenge"); !slices.Equal(got, []string{"one", "two"}) {
 		t.Fatalf("AppendRecords returned %v", got)
 	}
 	got, err := p.GetRecords(ctx, "example.com.")
 	if err != nil {
 		t.Fatalf("GetRecords: %v", err)
 	}
-	if v := texts(got, "_acme-challenge"); !slices.Equal(v, []string{"one", "two"}) {
+	if v := TXTValues(got, "_acme-challenge"); !slices.Equal(v, []string{"one", "two"}) {
 		t.Fatalf("GetRecords = %v, want [one two]", v)
 	}
 	if _, err := p.DeleteRecords(ctx, "example.com.", []libdns.Record{txt("_acme-challenge", "one")}); err != nil {
 		t.Fatalf("DeleteRecords: %v", err)
 	}
 	inMem, _ := mem.GetRecords(ctx, "example.com.")
-	if v := texts(inMem, "_acme-challenge"); !slices.Equal(v, []string{"two"}) {
+	if v := TXTValues(inMem, "_acme-challenge"); !slices.Equal(v, []string{"two"}) {
 		t.Fatalf("backend holds %v after delete, want [two]", v)
 	}
 	st := f.Stats()
@@ -252,7 +240,7 @@ func TestCloudflareLostWriteIsApplied(t *testing.T) {
 		t.Fatal("AppendRecords succeeded; want the lost answer to be an error")
 	}
 	recs, _ := mem.GetRecords(ctx, "example.com.")
-	if v := texts(recs, "lost"); !slices.Equal(v, []string{"v"}) {
+	if v := TXTValues(recs, "lost"); !slices.Equal(v, []string{"v"}) {
 		t.Fatalf("backend holds %v, want the lost write applied", v)
 	}
 }

@@ -39,7 +39,7 @@ const (
 // endpoint accepts only a JWT assertion (RFC 7523) signed with the key of
 // ServiceAccountJSON, for the Cloud DNS scope, and issues access tokens that
 // the API then requires. Every zone of the backend is a public managed zone
-// of one project.
+// of one project. Lists page at 100 items, or at SetPageSize.
 //
 // Injected throttling answers are HTTP 429 rateLimitExceeded with a
 // Retry-After header; injected server errors are 500 backendError, 502 (an
@@ -52,9 +52,8 @@ type GoogleCloudDNS struct {
 	email   string
 	key     *rsa.PrivateKey
 
-	cfgMu    sync.Mutex
-	tokens   map[string]time.Time // issued access token -> expiry
-	pageSize int
+	cfgMu  sync.Mutex
+	tokens map[string]time.Time // issued access token -> expiry
 }
 
 var (
@@ -82,7 +81,7 @@ func NewGoogleCloudDNS(backend Backend, project string) *GoogleCloudDNS {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		gFail(w, http.StatusNotFound, "notFound", "NOT_FOUND", "no route for "+r.Method+" "+r.URL.Path)
 	})
-	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }))
+	f.start(mux, f.injectFault)
 	return f
 }
 
@@ -113,22 +112,6 @@ func (f *GoogleCloudDNS) ManagedZone(zone string) string {
 	return "zone-" + strings.ReplaceAll(strings.TrimSuffix(fqdn(zone), "."), ".", "-")
 }
 
-// SetPageSize caps the items per page of list operations (zero: 100).
-func (f *GoogleCloudDNS) SetPageSize(n int) {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	f.pageSize = max(n, 0)
-}
-
-func (f *GoogleCloudDNS) size() int {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	if f.pageSize > 0 {
-		return f.pageSize
-	}
-	return 100
-}
-
 // RevokeTokens forgets every access token issued, as when they expire.
 func (f *GoogleCloudDNS) RevokeTokens() {
 	f.cfgMu.Lock()
@@ -139,11 +122,7 @@ func (f *GoogleCloudDNS) RevokeTokens() {
 // FailNext makes the next n requests fail with the given HTTP status and
 // a matching Google error (429 carries Retry-After).
 func (f *GoogleCloudDNS) FailNext(n, status int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for range n {
-		f.forced = append(f.forced, forcedFault{status: status})
-	}
+	f.failNext(n, forcedFault{status: status})
 }
 
 // Transport returns an http.RoundTripper that sends requests for
@@ -155,19 +134,10 @@ func (f *GoogleCloudDNS) Transport() http.RoundTripper {
 
 // Client returns an http.Client using Transport.
 func (f *GoogleCloudDNS) Client() *http.Client {
-	return &http.Client{Transport: f.Transport(), Timeout: time.Minute}
+	return client(f.Transport())
 }
 
-func (f *GoogleCloudDNS) serve(mux http.Handler, w http.ResponseWriter, r *http.Request) {
-	f.countRequest()
-	if kind, forced, ok := f.pickFault(); ok {
-		f.injectFault(w, kind, forced)
-		return
-	}
-	mux.ServeHTTP(w, r)
-}
-
-func (f *GoogleCloudDNS) injectFault(w http.ResponseWriter, kind int, forced forcedFault) {
+func (f *GoogleCloudDNS) injectFault(w http.ResponseWriter, _ *http.Request, kind int, forced forcedFault) {
 	switch {
 	case kind == -1 && forced.status == http.StatusTooManyRequests, kind == faultThrottle:
 		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterSeconds()))
@@ -185,15 +155,6 @@ func (f *GoogleCloudDNS) injectFault(w http.ResponseWriter, kind int, forced for
 	default:
 		hangUp(w)
 	}
-}
-
-// lostAnswer answers an applied write as if the response was lost.
-func (f *GoogleCloudDNS) lostAnswer(w http.ResponseWriter) bool {
-	if !f.loseWrite() {
-		return false
-	}
-	hangUp(w)
-	return true
 }
 
 func gWrite(w http.ResponseWriter, status int, v any) {
@@ -351,7 +312,7 @@ func (f *GoogleCloudDNS) listZones(w http.ResponseWriter, r *http.Request) {
 	if name := r.URL.Query().Get("dnsName"); name != "" {
 		zs = slices.DeleteFunc(zs, func(z gZone) bool { return z.DNSName != fqdn(name) })
 	}
-	page, next, ok := offsetPage(zs, r.URL.Query().Get("pageToken"), f.size())
+	page, next, ok := offsetPage(zs, r.URL.Query().Get("pageToken"), f.pageSizeOr(100))
 	if !ok {
 		gFail(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for 'pageToken'")
 		return
@@ -400,7 +361,7 @@ func (f *GoogleCloudDNS) listRRSets(w http.ResponseWriter, r *http.Request) {
 	sets = slices.DeleteFunc(sets, func(s gRRSet) bool {
 		return (q.Get("name") != "" && s.Name != fqdn(q.Get("name"))) || (q.Get("type") != "" && s.Type != q.Get("type"))
 	})
-	page, next, ok := offsetPage(sets, q.Get("pageToken"), f.size())
+	page, next, ok := offsetPage(sets, q.Get("pageToken"), f.pageSizeOr(100))
 	if !ok {
 		gFail(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for 'pageToken'")
 		return
@@ -518,7 +479,7 @@ func (f *GoogleCloudDNS) createChange(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if f.lostAnswer(w) {
+	if f.lostAnswer(w, nil) {
 		return
 	}
 	gWrite(w, http.StatusOK, map[string]any{

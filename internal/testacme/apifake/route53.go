@@ -31,6 +31,8 @@ const r53NS = "https://route53.amazonaws.com/doc/2013-04-01/"
 // real API's InvalidChangeBatch errors) and GetChange (PENDING for
 // SetPendingPolls polls, then INSYNC). Every request must carry an AWS SigV4
 // Authorization header; with SetCredentials the signature itself is checked.
+// Lists page at the real maxima (300 record sets, 100 zones) or at
+// SetPageSize, whichever is smaller.
 //
 // Point an SDK client at it with AWS_ENDPOINT_URL_ROUTE_53 = URL() (or an
 // aws.Config BaseEndpoint). Injected faults are Throttling and
@@ -45,7 +47,6 @@ type Route53 struct {
 	accessKeyID  string
 	secretKey    string
 	pendingPolls int
-	pageSize     int
 
 	changesMu sync.Mutex
 	changes   map[string]int // change id -> GetChange polls so far
@@ -65,7 +66,7 @@ func NewRoute53(backend Backend) *Route53 {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		r53Fail(w, http.StatusNotFound, "UnknownOperationException", "unknown operation "+r.Method+" "+r.URL.Path)
 	})
-	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }))
+	f.start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(mux, w, r) }), f.injectFault)
 	return f
 }
 
@@ -87,23 +88,11 @@ func (f *Route53) SetPendingPolls(n int) {
 	f.pendingPolls = max(n, 0)
 }
 
-// SetPageSize caps the items per page of list operations (zero: the real
-// maxima, 300 record sets and 100 zones).
-func (f *Route53) SetPageSize(n int) {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	f.pageSize = max(n, 0)
-}
-
 // FailNext makes the next n requests fail with the given AWS error code
 // ("Throttling", "PriorRequestNotComplete", "ServiceUnavailable",
 // "InternalFailure", "AccessDenied", ...), with the HTTP status AWS uses for it.
 func (f *Route53) FailNext(n int, code string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for range n {
-		f.forced = append(f.forced, forcedFault{code: code})
-	}
+	f.failNext(n, forcedFault{code: code})
 }
 
 // HostedZoneID returns the id the fake gives zone (without "/hostedzone/").
@@ -164,12 +153,8 @@ var (
 	sigV4Header = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/route53/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$`)
 )
 
+// serve checks the request's signature before mux.
 func (f *Route53) serve(mux http.Handler, w http.ResponseWriter, r *http.Request) {
-	f.countRequest()
-	if kind, forced, ok := f.pickFault(); ok {
-		f.injectFault(w, r, kind, forced)
-		return
-	}
 	if code, msg := f.authenticate(r); code != "" {
 		f.countRejected()
 		r53Fail(w, r53Status(code), code, msg)
@@ -256,15 +241,6 @@ func (f *Route53) injectFault(w http.ResponseWriter, r *http.Request, kind int, 
 	default:
 		hangUp(w)
 	}
-}
-
-func (f *Route53) capSize(limit int) int {
-	f.cfgMu.Lock()
-	defer f.cfgMu.Unlock()
-	if f.pageSize > 0 {
-		return min(limit, f.pageSize)
-	}
-	return limit
 }
 
 // reversed returns name's labels in reverse order, the sort key Route 53
@@ -383,7 +359,7 @@ func (f *Route53) listHostedZonesByName(w http.ResponseWriter, r *http.Request) 
 		r53Fail(w, http.StatusBadRequest, "InvalidDomainName", "Invalid domain name: "+dnsName)
 		return
 	}
-	limit, err := maxItems(r, f.capSize(100))
+	limit, err := maxItems(r, min(100, f.pageSizeOr(100)))
 	if err != nil {
 		r53Fail(w, http.StatusBadRequest, "InvalidInput", err.Error())
 		return
@@ -587,7 +563,7 @@ func (f *Route53) listResourceRecordSets(w http.ResponseWriter, r *http.Request)
 		r53Fail(w, http.StatusBadRequest, "InvalidInput", "The input is not valid: type requires name")
 		return
 	}
-	limit, err := maxItems(r, f.capSize(300))
+	limit, err := maxItems(r, min(300, f.pageSizeOr(300)))
 	if err != nil {
 		r53Fail(w, http.StatusBadRequest, "InvalidInput", err.Error())
 		return
@@ -684,15 +660,9 @@ func (f *Route53) changeResourceRecordSets(w http.ResponseWriter, r *http.Reques
 		r53Fail(w, http.StatusInternalServerError, "InternalFailure", "backend: "+err.Error())
 		return
 	}
-	if f.loseWrite() {
-		f.mu.Lock()
-		hang := f.rng.IntN(2) == 0
-		f.mu.Unlock()
-		if hang {
-			hangUp(w)
-		} else {
-			r53Fail(w, http.StatusInternalServerError, "InternalFailure", "An internal error occurred.")
-		}
+	if f.lostAnswer(w, func(w http.ResponseWriter) {
+		r53Fail(w, http.StatusInternalServerError, "InternalFailure", "An internal error occurred.")
+	}) {
 		return
 	}
 	f.changesMu.Lock()

@@ -58,11 +58,12 @@ type Stats struct {
 type server struct {
 	srv *httptest.Server
 
-	mu     sync.Mutex
-	faults Faults
-	rng    *rand.Rand
-	forced []forcedFault
-	stats  Stats
+	mu       sync.Mutex
+	faults   Faults
+	rng      *rand.Rand
+	forced   []forcedFault
+	stats    Stats
+	pageSize int // SetPageSize's cap, 0 for the real API's
 
 	write sync.Mutex // serializes writes to the backend
 }
@@ -72,10 +73,57 @@ type forcedFault struct {
 	code   string
 }
 
-func (s *server) start(h http.Handler) {
+// injector answers r with an injected fault of the given kind (or the
+// forced one, kind -1) in the way of one fake's API.
+type injector func(w http.ResponseWriter, r *http.Request, kind int, forced forcedFault)
+
+// start serves h, after counting each request and answering it with a fault
+// from inject instead when one is due (see pickFault).
+func (s *server) start(h http.Handler, inject injector) {
 	s.rng = rand.New(rand.NewPCG(0, 0))
 	s.stats.Ops = make(map[string]int)
-	s.srv = httptest.NewServer(h)
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.countRequest()
+		if kind, forced, ok := s.pickFault(); ok {
+			inject(w, r, kind, forced)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// failNext queues n forced faults.
+func (s *server) failNext(n int, forced forcedFault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.forced = append(s.forced, forced)
+	}
+}
+
+// SetPageSize caps the items per page of list operations; zero restores
+// the real API's page sizes (see each fake).
+func (s *server) SetPageSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pageSize = max(n, 0)
+}
+
+// pageSizeOr returns the page size set with SetPageSize, or def when none
+// is.
+func (s *server) pageSizeOr(def int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pageSize > 0 {
+		return s.pageSize
+	}
+	return def
+}
+
+// client returns an http.Client that sends its requests through rt (a
+// fake's Transport).
+func client(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, Timeout: time.Minute}
 }
 
 // URL returns the fake's base URL (http://127.0.0.1:port).
@@ -169,6 +217,28 @@ func (s *server) loseWrite() bool {
 		return true
 	}
 	return false
+}
+
+// lostAnswer decides whether to answer an applied write as if the
+// response was lost (see loseWrite), and if so answers it: with a
+// connection closed without an answer, or, when errorAnswer is not nil, at
+// random with that or errorAnswer (the API's server error).
+func (s *server) lostAnswer(w http.ResponseWriter, errorAnswer func(http.ResponseWriter)) bool {
+	if !s.loseWrite() {
+		return false
+	}
+	hang := true
+	if errorAnswer != nil {
+		s.mu.Lock()
+		hang = s.rng.IntN(2) == 0
+		s.mu.Unlock()
+	}
+	if hang {
+		hangUp(w)
+	} else {
+		errorAnswer(w)
+	}
+	return true
 }
 
 func (s *server) retryAfterSeconds() int {

@@ -3,12 +3,27 @@ package apifake
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libdns/libdns"
 )
+
+// TXTValues returns the sorted values of the TXT records at name (relative
+// to the zone, "@" for the apex) among recs: what a test compares after
+// getting the records of a zone from a provider or a backend.
+func TXTValues(recs []libdns.Record, name string) []string {
+	var out []string
+	for _, r := range recs {
+		if rr := r.RR(); rr.Type == "TXT" && rr.Name == name {
+			out = append(out, rr.Data)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Writer is a DNS provider under test: it appends and deletes records.
 type Writer interface {
