@@ -25,10 +25,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libdns/libdns"
+
 	"github.com/certfleet/certfleet/dnsprovider"
 	"github.com/certfleet/certfleet/internal/secretenv"
 	"github.com/certfleet/certfleet/internal/testacme/apifake"
-	"github.com/libdns/libdns"
 )
 
 // TXT returns a TXT record at name, relative to its zone, with the
