@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/libdns/libdns"
 
 	"github.com/certfleet/certfleet/internal/quarantine"
@@ -29,6 +30,13 @@ const (
 	recordLockName  = "dns01_record_" // + the record's FQDN
 	sweepLockWait   = 500 * time.Millisecond
 	closeCleanupMax = 10 * time.Second
+
+	// foreignGrace is how old a key below journalPrefix or ownersPrefix
+	// that is neither an entry nor a lease must be before a sweep treats it
+	// as unusable: a younger one may be a write in progress, which some
+	// storages list (certmagic's FileStorage lists its temporary files,
+	// named with digits, until they are renamed into place).
+	foreignGrace = time.Minute
 )
 
 // Storage is what a Solver needs of the storage a fleet shares: the
@@ -233,7 +241,9 @@ func (s *Solver) sweep(ctx context.Context) (sweepResult, error) {
 	for _, key := range keys {
 		id, _, ok := strings.Cut(path.Base(key), "_")
 		if !ok || id == "" {
-			s.quarantineEntry(ctx, key, fmt.Errorf("%w %s: the key names no owner", errBadEntry, key))
+			if s.settled(ctx, key, now) {
+				s.quarantineEntry(ctx, key, fmt.Errorf("%w %s: the key names no owner", errBadEntry, key))
+			}
 			continue
 		}
 		st := owners[id]
@@ -316,6 +326,20 @@ func (s *Solver) ownerState(ctx context.Context, id string, now time.Time) *owne
 	return &ownerState{expires: o.Renewed.Add(o.Lease).Sub(now)}
 }
 
+// settled reports whether key was last written foreignGrace or longer
+// before now: not a write still in progress. A storage without Stat (every
+// certmagic.Storage has it) cannot tell: its keys count as settled.
+func (s *Solver) settled(ctx context.Context, key string, now time.Time) bool {
+	st, ok := s.cfg.Storage.(interface {
+		Stat(context.Context, string) (certmagic.KeyInfo, error)
+	})
+	if !ok {
+		return true
+	}
+	info, err := st.Stat(ctx, key)
+	return err == nil && now.Sub(info.Modified) >= foreignGrace
+}
+
 // collectLeases deletes the leases of owners that lapsed long ago and left
 // no journal entries (they died with nothing presented).
 func (s *Solver) collectLeases(ctx context.Context, now time.Time, seen map[string]*ownerState) {
@@ -335,6 +359,9 @@ func (s *Solver) collectLeases(ctx context.Context, now time.Time, seen map[stri
 		var o ownerRecord
 		if json.Unmarshal(b, &o) == nil && o.Lease > 0 && !o.expired(now.Add(-o.Lease)) {
 			continue
+		}
+		if o.ID != id && !s.settled(ctx, ownerKey(id), now) {
+			continue // not a lease, perhaps a write in progress
 		}
 		_ = s.cfg.Storage.Delete(ctx, ownerKey(id))
 	}

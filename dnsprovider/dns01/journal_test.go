@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,12 @@ func TestSweepQuarantinesUnusableJournalEntriesAndGoesOn(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// A key that names no owner counts once it has settled (a younger
+			// one may be a write in progress).
+			settled := time.Now().Add(-2 * foreignGrace)
+			if err := os.Chtimes(w.storage.Filename(journalPrefix+"/nounderscore"), settled, settled); err != nil {
+				t.Fatal(err)
+			}
 			if encrypted {
 				k := journalPrefix + "/0badc0ffee_333333333333333333333333"
 				if err := w.storage.Store(ctx, k, []byte("CFE1 tampered ciphertext")); err != nil {
@@ -191,5 +198,40 @@ func TestSweepQuarantinesUnusableJournalEntriesAndGoesOn(t *testing.T) {
 				t.Errorf("the second sweep warned:\n%s", after)
 			}
 		})
+	}
+}
+
+func TestSweepLeavesWritesInProgressAlone(t *testing.T) {
+	w := newSolverWorld(t, "example.test")
+	ctx := context.Background()
+	// What certmagic's FileStorage lists while it writes a value: a
+	// temporary file named with digits beside the keys, renamed into place
+	// when the write completes.
+	inProgress := map[string][]byte{
+		journalPrefix + "/3168002568": []byte(`{"owner":"`),
+		ownersPrefix + "/2749163015":  nil,
+	}
+	for k, v := range inProgress {
+		if err := w.storage.Store(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncbuf.Buffer
+	cfg := w.config(t, nil)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	sweeper := newTestSolver(t, cfg)
+	if _, err := sweeper.Sweep(ctx); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	for k, v := range inProgress {
+		if got, err := w.storage.Load(ctx, k); err != nil || !bytes.Equal(got, v) {
+			t.Errorf("%s after the sweep: %q, %v; want it untouched", k, got, err)
+		}
+	}
+	if q, _ := w.storage.List(ctx, quarantine.Prefix, true); len(q) != 0 {
+		t.Errorf("quarantined: %q", q)
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("the sweep warned:\n%s", logs.String())
 	}
 }
