@@ -75,6 +75,46 @@ func TestServedKeepsNewerCertificate(t *testing.T) {
 	}
 }
 
+func TestPublishedSnapshotsNeverChange(t *testing.T) {
+	cert := selfSigned(t, time.Now(), "*.example.com")
+	var s served
+	const names = 2000 // several per shard
+	name := func(i int) string { return fmt.Sprintf("n%d.example.com", i) }
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < names; i += 4 {
+				s.set(name(i), cert)
+			}
+		})
+	}
+	wg.Wait()
+	before := s.load()
+	for i := range names {
+		if before.lookup(name(i)) != cert {
+			t.Fatalf("%s is not served after concurrent publishes", name(i))
+		}
+	}
+	// Removing every other name, and wildcards added, leave the snapshot
+	// taken before untouched.
+	for i := 0; i < names; i += 2 {
+		s.remove(name(i))
+	}
+	s.set("*.example.org", cert)
+	after := s.load()
+	for i := range names {
+		if before.lookup(name(i)) != cert {
+			t.Fatalf("%s vanished from a published snapshot", name(i))
+		}
+		if got, want := after.lookup(name(i)) != nil, i%2 == 1; got != want {
+			t.Fatalf("%s served %v after the removals, want %v", name(i), got, want)
+		}
+	}
+	if before.lookup("www.example.org") != nil || after.lookup("www.example.org") != cert {
+		t.Fatal("the wildcard was not published in a new snapshot only")
+	}
+}
+
 func TestGetCertificateDoesNotAllocate(t *testing.T) {
 	m := &Manager{}
 	m.served.set("*.example.com", selfSigned(t, time.Now(), "*.example.com"))
