@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/letsencrypt/pebble/v2/acme"
 )
 
 // newOrderPath is where Pebble's WFE takes new orders (unexported there).
@@ -113,6 +115,9 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if !w.reuse {
+		w.retireAuthorizations()
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
 	w.wfe.ServeHTTP(rec, r)
@@ -130,6 +135,41 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	w.orders = append(w.orders, Order{ID: id, Replaces: replaces(body), At: time.Now()})
 	for _, u := range order.Authorizations {
 		w.authzIDs[path.Base(u)] = struct{}{}
+	}
+}
+
+// retireAuthorizations hides from Pebble's reuse the valid authorizations
+// of orders that are done (their certificate issued): it renames their
+// identifier under .invalid, which nothing reads once the order is done
+// (an order's status is computed from its authorizations' status and
+// expiry only). Orders still in progress keep theirs. Called with wfeMu
+// held; it never holds an authorization's lock and its order's together,
+// which Pebble takes in the other order.
+func (w *World) retireAuthorizations() {
+	for id := range w.authzIDs {
+		if _, ok := w.retired[id]; ok {
+			continue
+		}
+		authz := w.db.GetAuthorizationByID(id)
+		if authz == nil {
+			continue
+		}
+		authz.RLock()
+		order, valid := authz.Order, authz.Status == acme.StatusValid
+		authz.RUnlock()
+		if !valid || order == nil {
+			continue
+		}
+		order.RLock()
+		done := order.CertificateObject != nil
+		order.RUnlock()
+		if !done {
+			continue
+		}
+		authz.Lock()
+		authz.Identifier.Value = "retired-" + id + ".invalid"
+		authz.Unlock()
+		w.retired[id] = struct{}{}
 	}
 }
 

@@ -49,9 +49,11 @@ type Options struct {
 
 	// ReuseAuthorizations makes Pebble reuse a valid authorization of the
 	// same account for an identifier in a new order, as Let's Encrypt does.
-	// Default (false): Pebble creates new authorizations. Pebble cannot be
-	// told never to reuse: it still does for about 1 order identifier in 100
-	// when a valid authorization exists.
+	// Default (false): every order gets new authorizations, so a renewal
+	// always presents a challenge. (Pebble cannot be told never to reuse:
+	// it still does for about 1 identifier in 100 when a valid
+	// authorization exists; the world hides from it the authorizations of
+	// orders that are done before each new order.)
 	ReuseAuthorizations bool
 
 	// Intermediates is the number of intermediate certificates between the
@@ -110,6 +112,8 @@ type World struct {
 	limitUntil  time.Time         // new orders are rate-limited until then (RateLimitNewOrders)
 	newOrders   []NewOrderRequest // every new-order request
 	authzIDs    map[string]struct{}
+	reuse       bool                // Options.ReuseAuthorizations
+	retired     map[string]struct{} // authorizations hidden from reuse
 	ariRequests []RenewalInfoRequest
 
 	mu     sync.Mutex // guards extra and closed
@@ -149,7 +153,8 @@ func New(opts Options) (*World, error) {
 		logger = log.New(io.Discard, "", 0)
 	}
 
-	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}, ariRetryAfter: opts.ARIRetryAfter}
+	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}, retired: map[string]struct{}{},
+		reuse: opts.ReuseAuthorizations, ariRetryAfter: opts.ARIRetryAfter}
 	for i, name := range zoneNames {
 		if err := w.zones.AddZone(name); err != nil {
 			return nil, fmt.Errorf("testacme: Options.Zones[%d]: %w", i, err)

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -187,5 +188,27 @@ func intermediates(t *testing.T, chainPEM []byte) *x509.CertPool {
 			t.Fatal(err)
 		}
 		pool.AddCert(cert)
+	}
+}
+
+func TestDoneOrdersLeaveNoAuthorizationToReuseUnlessAsked(t *testing.T) {
+	for _, reuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ReuseAuthorizations=%v", reuse), func(t *testing.T) {
+			w := testacme.Start(t, testacme.Options{ReuseAuthorizations: reuse})
+			c := newClient(t, w, nil)
+			if _, _, err := c.issue("example.test"); err != nil {
+				t.Fatal(err)
+			}
+			if got := testacme.Reusable(w, "example.test"); got != reuse {
+				t.Errorf("an authorization for example.test is reusable: %v, want %v", got, reuse)
+			}
+			// The next order is served as usual.
+			if _, _, err := c.issue("example.test"); err != nil {
+				t.Fatal(err)
+			}
+			if got := w.Counts(); got.Certificates != 2 || !reuse && got.Authorizations != 2 {
+				t.Errorf("Counts() = %+v after two orders", got)
+			}
+		})
 	}
 }
