@@ -113,7 +113,10 @@ func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
 	// the other zones to the world. A second BIND is the CA's resolver, as
 	// a CA resolves apart from its clients (one resolver for both would
 	// answer the validation from the negative answer it cached for the
-	// solver's CNAME look-up before the record existed).
+	// solver's CNAME look-up before the record existed). It does not cache:
+	// delta.test and *.delta.test are orders of their own whose values share
+	// one record name, and a record set cached for one would lack the
+	// other's value.
 	worldZones := []string{"alpha.test", "beta.test", "gamma.test"}
 	forward := map[string]string{}
 	for _, z := range worldZones {
@@ -125,7 +128,7 @@ func TestRoutesSendEachZoneToItsOwnProviderAccount(t *testing.T) {
 	for _, z := range worldZones {
 		caForward[z] = worldAddr
 	}
-	caResolver := bind.Start(t, bind.Options{Zones: []string{"ca.invalid"}, Forward: caForward})
+	caResolver := bind.Start(t, bind.Options{Zones: []string{"ca.invalid"}, Forward: caForward, NoCache: true})
 	w := testacme.Start(t, testacme.Options{Zones: worldZones, DNSAddr: worldAddr, VAResolver: caResolver.Addr()})
 	views := map[string]*zoneView{}
 	for _, z := range worldZones {

@@ -86,6 +86,12 @@ type Options struct {
 	// other 127.x addresses are not on one.)
 	Forward map[string]string
 
+	// NoCache keeps named from caching what it resolves for more than a
+	// second (BIND's floor): as the resolver of a CA's validation, it then
+	// sees each challenge record set as it is now, not as it was when an
+	// earlier validation of another name in the zone asked.
+	NoCache bool
+
 	// Dir holds named's configuration, zones, journals and pid file.
 	// Default: a new temporary directory that Close removes.
 	Dir string
@@ -119,6 +125,7 @@ type Server struct {
 	zones     []string
 	queue     int
 	forward   map[string]netip.AddrPort // port 0: named's own
+	noCache   bool
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when named has exited
@@ -179,6 +186,7 @@ func New(opts Options) (*Server, error) {
 		dir:       opts.Dir,
 		queue:     cmp.Or(opts.TCPListenQueue, 64),
 		forward:   map[string]netip.AddrPort{},
+		noCache:   opts.NoCache,
 	}
 	for _, z := range cmpOrSlice(opts.Zones, []string{"example.test"}) {
 		z = strings.ToLower(strings.TrimSuffix(z, "."))
@@ -366,10 +374,11 @@ func (s *Server) config(port int) string {
 	notify no;
 	max-cache-size 8m;
 	tcp-listen-queue %[5]d;
-};
+%[6]s};
 controls { };
 zone "." { type primary; file "root.db"; };
-`, s.dir, filepath.Join(s.dir, "named.pid"), filepath.Join(s.dir, "session.key"), port, s.queue)
+`, s.dir, filepath.Join(s.dir, "named.pid"), filepath.Join(s.dir, "session.key"), port, s.queue, s.cacheOptions())
+
 	// A forward zone takes effect only below a delegation: root.db
 	// delegates each forwarded zone, and the forwarders answer for it.
 	for _, z := range slices.Sorted(maps.Keys(s.forward)) {
@@ -381,6 +390,15 @@ zone "." { type primary; file "root.db"; };
 			z, z+".db", s.keyName, s.keyName)
 	}
 	return b.String()
+}
+
+// cacheOptions returns the options lines that keep named from caching,
+// under Options.NoCache.
+func (s *Server) cacheOptions() string {
+	if !s.noCache {
+		return ""
+	}
+	return "\tmax-cache-ttl 0;\n\tmax-ncache-ttl 0;\n"
 }
 
 // writeZones writes the zone files, with records added to their zones.

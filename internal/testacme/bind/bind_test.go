@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/certfleet/certfleet/internal/testacme/bind"
+	"github.com/certfleet/certfleet/internal/wait"
 )
 
 func TestServesZonesAndChasesCNAMEsForRecursiveQueries(t *testing.T) {
@@ -98,16 +101,17 @@ func TestNewRejectsRecordsOutsideItsZones(t *testing.T) {
 	}
 }
 
-func TestForwardsZonesItDoesNotServeToANameserverSharingItsPortNumber(t *testing.T) {
-	// named for example.test on 127.0.0.1, forwarding other.test to a
-	// nameserver on 127.0.0.9 at named's port.
-	ns := bind.Start(t, bind.Options{Forward: map[string]string{"other.test": "127.0.0.9"}})
+// otherServer starts, on 127.0.0.9 at ns's port, an authoritative server
+// for other.test whose TXT records (TTL 60) hold the value that txt returns
+// at the time of each query.
+func otherServer(t *testing.T, ns *bind.Server, txt func() string) {
+	t.Helper()
 	other := new(dns.ServeMux)
 	other.HandleFunc("other.test.", func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg).SetReply(r)
 		m.Authoritative = true
 		if r.Question[0].Qtype == dns.TypeTXT {
-			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN TXT \"from-other\"")
+			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN TXT \"" + txt() + "\"")
 			m.Answer = append(m.Answer, rr)
 		}
 		_ = w.WriteMsg(m)
@@ -122,6 +126,13 @@ func TestForwardsZonesItDoesNotServeToANameserverSharingItsPortNumber(t *testing
 		}
 		t.Cleanup(func() { _ = srv.Shutdown() })
 	}
+}
+
+func TestForwardsZonesItDoesNotServeToANameserverSharingItsPortNumber(t *testing.T) {
+	// named for example.test on 127.0.0.1, forwarding other.test to a
+	// nameserver on 127.0.0.9 at named's port.
+	ns := bind.Start(t, bind.Options{Forward: map[string]string{"other.test": "127.0.0.9"}})
+	otherServer(t, ns, func() string { return "from-other" })
 	m := new(dns.Msg).SetQuestion("_acme-challenge.other.test.", dns.TypeTXT)
 	r, _, err := (&dns.Client{Net: "tcp"}).Exchange(m, ns.Addr())
 	if err != nil {
@@ -129,5 +140,28 @@ func TestForwardsZonesItDoesNotServeToANameserverSharingItsPortNumber(t *testing
 	}
 	if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "from-other") {
 		t.Errorf("forwarded query = %v, want the other nameserver's TXT", r)
+	}
+}
+
+func TestNoCacheSeesAChangedRecordSetWithinSeconds(t *testing.T) {
+	ns := bind.Start(t, bind.Options{Forward: map[string]string{"other.test": "127.0.0.9"}, NoCache: true})
+	var value atomic.Value
+	value.Store("first")
+	otherServer(t, ns, func() string { return value.Load().(string) })
+	ask := func() string {
+		r, _, err := (&dns.Client{Net: "tcp"}).Exchange(new(dns.Msg).SetQuestion("_acme-challenge.other.test.", dns.TypeTXT), ns.Addr())
+		if err != nil || len(r.Answer) != 1 {
+			return ""
+		}
+		return strings.Join(r.Answer[0].(*dns.TXT).Txt, "")
+	}
+	if got := ask(); got != "first" {
+		t.Fatalf("TXT = %q, want first", got)
+	}
+	value.Store("second")
+	// The record's TTL is a minute; without a cache the change shows once
+	// BIND's one-second floor has passed.
+	if !wait.Until(10*time.Second, func() bool { return ask() == "second" }) {
+		t.Fatalf("TXT is still %q 10 s after the record set changed", ask())
 	}
 }
