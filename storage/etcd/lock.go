@@ -125,6 +125,19 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 		if err = s.awaitDelete(ctx, key, resp.Header.Revision); err != nil {
 			return fmt.Errorf("etcd: lock %q: %w", name, err)
 		}
+		// The lease aged while this call waited, up to a whole LockTTL: a
+		// lock taken with it now could lapse before its first keepalive.
+		// Renew it to a full LockTTL first.
+		err = s.req.Do(ctx, func(ctx context.Context) error {
+			_, err := s.client.KeepAliveOnce(ctx, lease)
+			return err
+		})
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			lease = 0
+		case err != nil:
+			return fmt.Errorf("etcd: lock %q: renewing the lease while waiting: %w", name, err)
+		}
 	}
 }
 
