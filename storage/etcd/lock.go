@@ -82,7 +82,7 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("etcd: lock %q: granting a lease: %w", name, err)
+				return fmt.Errorf("etcd: lock %q: granting a lease: %w", name, withCtxErr(ctx, err))
 			}
 		}
 		var resp *clientv3.TxnResponse
@@ -101,7 +101,7 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 			lease = 0
 			continue
 		case err != nil:
-			return fmt.Errorf("etcd: lock %q: %w", name, err)
+			return fmt.Errorf("etcd: lock %q: %w", name, withCtxErr(ctx, err))
 		case ctx.Err() != nil:
 			return fmt.Errorf("etcd: lock %q: %w", name, ctx.Err())
 		}
@@ -136,9 +136,20 @@ func (s *Storage) lock(ctx context.Context, name string, wait bool) (err error) 
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			lease = 0
 		case err != nil:
-			return fmt.Errorf("etcd: lock %q: renewing the lease while waiting: %w", name, err)
+			return fmt.Errorf("etcd: lock %q: renewing the lease while waiting: %w", name, withCtxErr(ctx, err))
 		}
 	}
+}
+
+// withCtxErr returns err, wrapping ctx's error too when ctx has ended: a
+// request cut short by its deadline may come back as the server's own
+// timeout ("request timed out") rather than as the context's error, and
+// callers match the context's error.
+func withCtxErr(ctx context.Context, err error) error {
+	if ctx.Err() == nil || errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ctx.Err(), err)
 }
 
 // awaitDelete returns when key is deleted after revision rev, when LockTTL
