@@ -135,6 +135,7 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 	w.orders = append(w.orders, Order{ID: id, Replaces: replaces(body), At: time.Now()})
 	for _, u := range order.Authorizations {
 		w.authzIDs[path.Base(u)] = struct{}{}
+		w.reusable[path.Base(u)] = struct{}{}
 	}
 }
 
@@ -146,18 +147,20 @@ func (w *World) serveACME(rw http.ResponseWriter, r *http.Request) {
 // held; it never holds an authorization's lock and its order's together,
 // which Pebble takes in the other order.
 func (w *World) retireAuthorizations() {
-	for id := range w.authzIDs {
-		if _, ok := w.retired[id]; ok {
-			continue
-		}
+	for id := range w.reusable {
 		authz := w.db.GetAuthorizationByID(id)
 		if authz == nil {
+			delete(w.reusable, id)
 			continue
 		}
 		authz.RLock()
-		order, valid := authz.Order, authz.Status == acme.StatusValid
+		order, status := authz.Order, authz.Status
 		authz.RUnlock()
-		if !valid || order == nil {
+		if status != acme.StatusValid && status != acme.StatusPending {
+			delete(w.reusable, id) // failed: it never becomes valid
+			continue
+		}
+		if status != acme.StatusValid || order == nil {
 			continue
 		}
 		order.RLock()
@@ -169,7 +172,7 @@ func (w *World) retireAuthorizations() {
 		authz.Lock()
 		authz.Identifier.Value = "retired-" + id + ".invalid"
 		authz.Unlock()
-		w.retired[id] = struct{}{}
+		delete(w.reusable, id)
 	}
 }
 

@@ -113,7 +113,7 @@ type World struct {
 	newOrders   []NewOrderRequest // every new-order request
 	authzIDs    map[string]struct{}
 	reuse       bool                // Options.ReuseAuthorizations
-	retired     map[string]struct{} // authorizations hidden from reuse
+	reusable    map[string]struct{} // authorizations not yet hidden from reuse
 	ariRequests []RenewalInfoRequest
 
 	mu     sync.Mutex // guards extra and closed
@@ -153,7 +153,7 @@ func New(opts Options) (*World, error) {
 		logger = log.New(io.Discard, "", 0)
 	}
 
-	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}, retired: map[string]struct{}{},
+	w := &World{zones: NewZones(), authzIDs: map[string]struct{}{}, reusable: map[string]struct{}{},
 		reuse: opts.ReuseAuthorizations, ariRetryAfter: opts.ARIRetryAfter}
 	for i, name := range zoneNames {
 		if err := w.zones.AddZone(name); err != nil {
